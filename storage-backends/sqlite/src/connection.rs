@@ -1,0 +1,48 @@
+//! Opening connections: the file, its mode, and the pragmas every connection needs.
+
+use std::path::Path;
+
+use durable_jobs_store::{StoreError, StoreErrorKind};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::Context;
+use crate::SqliteOptions;
+
+/// Creates the database file with owner-only permissions if it does not exist yet, so that job
+/// payloads are never readable by other users. SQLite gives its `-wal` and `-shm` files the
+/// same mode as the database file.
+pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::with_source(
+            StoreErrorKind::Io,
+            format!("sqlite: cannot create database file {}: {e}", path.display()),
+            e,
+        )),
+    }
+}
+
+/// Opens one connection with the store's pragmas. The writer also switches the file to WAL.
+pub(crate) fn open_connection(path: &Path, options: &SqliteOptions, writer: bool) -> Result<Connection, StoreError> {
+    // No SQLITE_OPEN_URI: a path is always a file name, never parsed as a URI with options.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).context("open")?;
+    conn.busy_timeout(options.busy_timeout).context("set busy timeout")?;
+    if writer {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).context("enable WAL")?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("sqlite: {} refused WAL mode (journal_mode is {mode})", path.display()),
+            ));
+        }
+    }
+    conn.pragma_update(None, "synchronous", options.durability.pragma()).context("set synchronous")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}

@@ -1,0 +1,85 @@
+//! Converting between Rust values and SQLite columns.
+
+use std::time::Duration;
+
+use durable_jobs_store::{JobRecord, JobStatus, RetryPolicy, Timestamp};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Row, ToSql};
+
+/// JSON bytes stored as TEXT (readable with the sqlite3 shell) and read back byte for byte,
+/// whether or not they are valid UTF-8.
+pub(crate) struct Json<'a>(pub &'a [u8]);
+
+impl ToSql for Json<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
+/// Reads TEXT or BLOB as raw bytes.
+pub(crate) struct Bytes(pub Vec<u8>);
+
+impl FromSql for Bytes {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_bytes().map(|b| Bytes(b.to_vec()))
+    }
+}
+
+/// A status column.
+pub(crate) struct Status(pub JobStatus);
+
+impl FromSql for Status {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        text.parse().map(Status).map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+pub(crate) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn duration(us: Option<i64>) -> Option<Duration> {
+    us.map(|us| Duration::from_micros(us.max(0).unsigned_abs()))
+}
+
+pub(crate) fn retry_policy(base_us: Option<i64>, max_us: Option<i64>) -> Option<RetryPolicy> {
+    Some(RetryPolicy { base: duration(base_us)?, max: duration(max_us)? })
+}
+
+pub(crate) fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// The columns [`job_record`] reads, in order.
+pub(crate) const JOB_COLUMNS: &str = "id, queue, name, args, status, priority, run_at, attempt, max_attempts, \
+     unique_key, timeout_us, backoff_base_us, backoff_max_us, locked_by, lease_until, wake_at, last_error, \
+     result, created_at, started_at, finished_at, updated_at";
+
+pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    let ts = |i| r.get::<_, i64>(i).map(Timestamp);
+    let opt_ts = |i| r.get::<_, Option<i64>>(i).map(|t| t.map(Timestamp));
+    Ok(JobRecord {
+        id: durable_jobs_store::JobId(r.get(0)?),
+        queue: r.get(1)?,
+        name: r.get(2)?,
+        args: r.get::<_, Bytes>(3)?.0,
+        status: r.get::<_, Status>(4)?.0,
+        priority: r.get(5)?,
+        run_at: ts(6)?,
+        attempt: count(r.get(7)?),
+        max_attempts: count(r.get(8)?),
+        unique_key: r.get(9)?,
+        timeout: duration(r.get(10)?),
+        retry_policy: retry_policy(r.get(11)?, r.get(12)?),
+        locked_by: r.get(13)?,
+        lease_until: opt_ts(14)?,
+        wake_at: opt_ts(15)?,
+        last_error: r.get(16)?,
+        result: r.get::<_, Option<Bytes>>(17)?.map(|b| b.0),
+        created_at: ts(18)?,
+        started_at: opt_ts(19)?,
+        finished_at: opt_ts(20)?,
+        updated_at: ts(21)?,
+    })
+}

@@ -1,0 +1,148 @@
+//! `SqliteStore`: one writer connection, a few readers, every write in `BEGIN IMMEDIATE`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use durable_jobs_store::{
+    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
+    StoreError, Timestamp, Write, WriteOutcome,
+};
+use parking_lot::Mutex;
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::connection::{create_private_file, open_connection};
+use crate::error::Context;
+use crate::{jobs, schema, writes, SqliteOptions};
+
+/// A [`Store`] in one SQLite file.
+///
+/// The file is in WAL mode; writes go through one writer connection in `BEGIN IMMEDIATE`
+/// transactions (SQLite serializes writers anyway, and one writer per process keeps WAL
+/// checkpoints running); reads use a small pool of reader connections and never wait for writes.
+/// Several processes on one machine may open the same file: writers wait for each other up to the
+/// busy timeout. A new file is created with mode 0600.
+///
+/// ```
+/// use durable_jobs_sqlite::SqliteStore;
+/// use durable_jobs_store::{JobFilter, Store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("jobs.db"))?;
+/// assert!(store.list(&JobFilter::default())?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("readers", &self.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default [`SqliteOptions`].
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the file cannot be created or opened, is not a SQLite database
+    /// ([`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt)), or has a schema newer than this
+    /// library ([`IncompatibleSchema`](durable_jobs_store::StoreErrorKind::IncompatibleSchema)).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the database at `path` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_private_file(&path)?;
+        let mut writer = open_connection(&path, &options, true)?;
+        schema::migrate(&mut writer, Timestamp::now().0)?;
+        let readers = (0..options.readers)
+            .map(|_| open_connection(&path, &options, false).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection.
+    fn write<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context(what)?;
+        let out = f(&tx).context(what)?;
+        tx.commit().context(what)?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a reader connection (each statement sees the latest committed state).
+    fn read<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.len();
+        let conn = (0..n)
+            .find_map(|i| self.readers[(start + i) % n].try_lock())
+            .unwrap_or_else(|| self.readers[start % n].lock());
+        f(&conn).context(what)
+    }
+}
+
+impl Store for SqliteStore {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        self.write("enqueue", |c| jobs::enqueue(c, jobs))
+    }
+
+    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.write("claim", |c| jobs::claim(c, req))
+    }
+
+    fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.write("commit", |c| writes::commit(c, worker, now, writes))
+    }
+
+    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+        self.write("renew", |c| writes::renew(c, worker, jobs, lease_until))
+    }
+
+    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
+        self.write("release", |c| writes::release(c, worker, jobs, now))
+    }
+
+    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
+        self.write("reclaim expired leases", |c| writes::reclaim_expired(c, now))
+    }
+
+    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.write("wake due jobs", |c| writes::wake_due(c, now))
+    }
+
+    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
+        self.read("read checkpoints", |c| jobs::checkpoints(c, job))
+    }
+
+    fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read("get job", |c| jobs::get(c, job))
+    }
+
+    fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.read("list jobs", |c| jobs::list(c, filter))
+    }
+
+    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.read("count jobs", jobs::counts)
+    }
+}

@@ -1,0 +1,14 @@
+//! `SqliteStore` against the conformance suite.
+
+use durable_jobs_sqlite::SqliteStore;
+use durable_jobs_store::{conformance::Harness, Store};
+
+struct Fresh(tempfile::TempDir);
+
+impl Harness for Fresh {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(SqliteStore::open(self.0.path().join("jobs.db")).expect("open store"))
+    }
+}
+
+durable_jobs_store::store_conformance_tests!(Fresh(tempfile::tempdir().expect("tempdir")));

@@ -1,0 +1,89 @@
+//! What is specific to the SQLite store: the file, the schema version, sharing one file.
+
+use std::sync::Arc;
+use std::thread;
+
+use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+use durable_jobs_store::conformance::{claim_ids, insert, job, T0};
+use durable_jobs_store::{JobId, JobStatus, Store, StoreErrorKind, Write, WriteOutcome};
+
+#[cfg(unix)]
+#[test]
+fn new_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let store = SqliteStore::open(&path).unwrap();
+    insert(&store, &[job("a")]);
+    for file in [path.clone(), dir.path().join("jobs.db-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO durable_jobs_schema (version, applied_at) VALUES (?1, 0)", [SCHEMA_VERSION + 1]).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::IncompatibleSchema, "{err}");
+    assert!(err.to_string().contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the file must be byte-identical");
+}
+
+#[test]
+fn normal_durability_opens_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let options = SqliteOptions::new().durability(Durability::Normal).readers(1);
+    let id = insert(&SqliteStore::open_with(&path, options.clone()).unwrap(), &[job("a")])[0];
+    let store = SqliteStore::open_with(&path, options).unwrap();
+    assert_eq!(store.get(id).unwrap().map(|j| j.status), Some(JobStatus::Pending));
+}
+
+/// Two stores on one file (as two processes would have) claim and complete concurrently:
+/// no error reaches the caller and no job is claimed twice.
+#[test]
+fn two_stores_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let n = 400;
+    let ids = insert(&SqliteStore::open(&path).unwrap(), &vec![job("a"); n]);
+    let workers: Vec<_> = ["p1", "p2"]
+        .into_iter()
+        .map(|worker| {
+            let store = Arc::new(SqliteStore::open(&path).unwrap());
+            thread::spawn(move || {
+                let mut done: Vec<JobId> = Vec::new();
+                loop {
+                    let got = claim_ids(&*store, worker, 5, T0);
+                    if got.is_empty() {
+                        return done;
+                    }
+                    let writes: Vec<Write> =
+                        got.iter().map(|&job| Write::Complete { job, result: b"null".to_vec() }).collect();
+                    let out = store.commit(worker, T0, &writes).unwrap();
+                    assert!(out.iter().all(|o| *o == WriteOutcome::Applied), "{out:?}");
+                    done.extend(got);
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<JobId> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    all.sort();
+    assert_eq!(all, ids, "every job exactly once across both stores");
+}
