@@ -1,1 +1,2 @@
+//! Placeholder until the flagship example lands.
 fn main() {}

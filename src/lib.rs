@@ -1,1 +1,84 @@
-//! placeholder
+//! Durable background jobs and checkpointed multi-step workflows for ordinary (non-async) Rust
+//! programs.
+//!
+//! Open a store, register handlers by name, enqueue jobs, start a pool of worker threads. A
+//! handler can be a workflow: each [`call`] runs a step and checkpoints its result, so a retry
+//! or a restart after a crash skips the steps that already finished.
+//!
+//! ```
+//! use std::time::Duration;
+//! use durable_jobs::{call, JobContext, JobOptions, Queue};
+//! use durable_jobs::sqlite::SqliteStore;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Order { id: String, cents: u64 }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dir = tempfile::tempdir()?;
+//!     let queue = Queue::new(SqliteStore::open(dir.path().join("jobs.db"))?);
+//!     queue.register("charge", |_: &JobContext, order: Order| -> Result<String, std::io::Error> {
+//!         Ok(format!("txn-{}-{}", order.id, order.cents))
+//!     })?;
+//!     queue.register("ship", |_: &JobContext, txn: String| -> Result<String, std::io::Error> {
+//!         Ok(format!("TRACK-{txn}"))
+//!     })?;
+//!     queue.register("process-order", |ctx: &JobContext, order: Order| -> Result<String, durable_jobs::Error> {
+//!         let txn: String = call(ctx, "charge", &order)?;   // checkpointed
+//!         let tracking: String = call(ctx, "ship", &txn)?;  // checkpointed
+//!         Ok(tracking)
+//!     })?;
+//!
+//!     let id = queue.enqueue("process-order", &Order { id: "ORD-1".into(), cents: 9999 }, JobOptions::new().retries(5))?;
+//!     let worker = queue.worker().concurrency(2).start()?;
+//!     let info = queue.wait(id, Duration::from_secs(30))?;
+//!     assert_eq!(info.status, durable_jobs::JobStatus::Completed);
+//!     assert_eq!(queue.result::<String>(id)?, "TRACK-txn-ORD-1-9999");
+//!     worker.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! See the README for the guarantees, the configuration and the errors.
+
+mod call;
+mod clock;
+mod context;
+mod doorbell;
+mod error;
+mod failure;
+mod inspect;
+mod names;
+mod options;
+mod queue;
+mod registry;
+mod retry;
+mod unwind;
+mod worker;
+
+pub use call::call;
+pub use clock::{Clock, SystemClock};
+pub use context::JobContext;
+pub use error::{BoxError, Error};
+pub use inspect::JobInfo;
+pub use names::MAX_NAME_LEN;
+pub use options::{JobOptions, DEFAULT_QUEUE, MAX_UNIQUE_KEY_LEN};
+pub use queue::{Queue, QueueBuilder, DEFAULT_MAX_PAYLOAD};
+pub use retry::DEFAULT_RETRY_POLICY;
+pub use worker::{ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
+
+pub use durable_jobs_store::{
+    Checkpoint, JobFilter, JobId, JobStatus, MemoryStore, RetryPolicy, StatusCount, Store, StoreError, StoreErrorKind,
+    Timestamp,
+};
+
+/// The SQLite store (feature `sqlite`, on by default).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+}
+
+/// The storage contract, for writing or testing backends.
+pub mod store {
+    pub use durable_jobs_store::*;
+}

@@ -377,6 +377,41 @@ impl Default for JobFilter {
 }
 
 impl JobFilter {
+    /// Every job, 100 at a time.
+    pub fn new() -> Self {
+        JobFilter::default()
+    }
+
+    /// Only jobs in `status`.
+    pub fn status(mut self, status: JobStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only jobs in `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only jobs named `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// At most `limit` jobs.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Skip the first `offset` matches.
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
     /// Whether `job` matches the filter's conditions (ignoring limit and offset).
     pub fn matches(&self, job: &JobRecord) -> bool {
         self.status.is_none_or(|s| s == job.status)

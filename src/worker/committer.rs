@@ -1,0 +1,93 @@
+//! The committer: writes everything queued in one transaction (group commit).
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use durable_jobs_store::{StoreError, Write, WriteOutcome};
+
+use super::WorkerShared;
+
+/// The most writes in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// How long a batch keeps being retried on retryable store errors before it is given up.
+const RETRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// A reply to a write whose sender waits (checkpoints).
+pub(crate) type Ack = Sender<Result<WriteOutcome, StoreError>>;
+
+/// A message to the committer.
+pub(crate) enum Commit {
+    /// Write this; reply on `ack` if given.
+    Write(Write, Option<Ack>),
+    /// Reply once everything sent before has been committed (or given up).
+    Flush(Sender<()>),
+    /// Commit what is queued, then stop.
+    Stop,
+}
+
+pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut acks = Vec::with_capacity(MAX_BATCH);
+    let mut flushes = Vec::new();
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Commit::Write(w, ack) => {
+                    writes.push(w);
+                    acks.push(ack);
+                }
+                Commit::Flush(done) => flushes.push(done),
+                Commit::Stop => stop = true,
+            }
+            if writes.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !writes.is_empty() {
+            commit_batch(shared, &writes, &mut acks);
+            writes.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Commits `writes` (retrying retryable errors for a while) and answers every ack.
+fn commit_batch(shared: &WorkerShared, writes: &[Write], acks: &mut Vec<Option<Ack>>) {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    let result = loop {
+        match shared.queue.store.commit(&shared.worker_id, shared.queue.now(), writes) {
+            Ok(outcomes) => break Ok(outcomes),
+            Err(e) if e.is_retryable() && started.elapsed() < RETRY_BUDGET => {
+                tracing::warn!(error = %e, writes = writes.len(), "commit failed; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match result {
+        Ok(outcomes) => {
+            for (ack, outcome) in acks.drain(..).zip(outcomes) {
+                if let Some(ack) = ack {
+                    let _ = ack.send(Ok(outcome));
+                }
+            }
+            shared.queue.notify_committed();
+        }
+        Err(e) => {
+            // Jobs whose completion is lost here stay running until their lease expires; the
+            // reaper then gives them another attempt (at-least-once).
+            tracing::error!(error = %e, writes = writes.len(), "commit failed; giving up this batch");
+            for ack in acks.drain(..).flatten() {
+                let _ = ack.send(Err(StoreError::new(e.kind(), e.message())));
+            }
+        }
+    }
+}
