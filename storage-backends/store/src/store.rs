@@ -1,6 +1,7 @@
 //! The `Store` trait: the whole contract between the engine and a storage backend.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use crate::{
     Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount,
@@ -97,3 +98,47 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// jobs are left out.
     fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
 }
+
+/// Forwards every method, so `Box<dyn Store>` and `Arc<dyn Store>` are stores too.
+macro_rules! forward_store {
+    ($ptr:ident) => {
+        impl<S: Store + ?Sized> Store for $ptr<S> {
+            fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+                (**self).enqueue(jobs)
+            }
+            fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+                (**self).claim(req)
+            }
+            fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+                (**self).commit(worker, now, writes)
+            }
+            fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+                (**self).renew(worker, jobs, lease_until)
+            }
+            fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
+                (**self).release(worker, jobs, now)
+            }
+            fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
+                (**self).reclaim_expired(now)
+            }
+            fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+                (**self).wake_due(now)
+            }
+            fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
+                (**self).checkpoints(job)
+            }
+            fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
+                (**self).get(job)
+            }
+            fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+                (**self).list(filter)
+            }
+            fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+                (**self).counts()
+            }
+        }
+    };
+}
+
+forward_store!(Box);
+forward_store!(Arc);

@@ -1,0 +1,176 @@
+//! Leases: renewal, expiry, reclaim and fencing of a stalled worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_jobs::store::{ClaimRequest, Store, Timestamp, Write, WriteOutcome};
+use durable_jobs::{call, Error, JobContext, JobOptions, JobStatus, Queue};
+
+use crate::support::{Backend, Ledger, Spy, PATIENCE};
+
+/// Heartbeats keep a slow job's lease alive: a handler running four times its lease is not
+/// reclaimed and runs once.
+pub fn heartbeats_keep_slow_jobs(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    queue
+        .register("slow", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
+            l.record("run");
+            std::thread::sleep(Duration::from_millis(1200));
+            Ok(())
+        })
+        .unwrap();
+    let id = queue.enqueue("slow", &(), JobOptions::new()).unwrap();
+    // A second worker's reaper runs throughout and must not take the job.
+    let other = db.queue();
+    other.register("slow", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(())).unwrap();
+    let worker = queue.worker().concurrency(1).lease(Duration::from_millis(300)).start().unwrap();
+    ledger.wait_for("run", 1);
+    let watcher = other.worker().concurrency(1).lease(Duration::from_millis(300)).start().unwrap();
+    let info = queue.wait(id, PATIENCE).unwrap();
+    worker.shutdown();
+    watcher.shutdown();
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 1), "{info:?}");
+    assert_eq!(ledger.count("run"), 1);
+}
+
+/// A worker whose heartbeat stalls loses the job when the lease expires; another worker takes
+/// it over and resumes after the checkpointed step; the stalled worker's late checkpoint is
+/// refused (`LeaseLost`, `is_cancelled`) and its step 2 never runs.
+pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
+    let ledger = Ledger::default();
+    let register = |queue: &Queue, who: &'static str| {
+        let l = ledger.clone();
+        queue
+            .register("step1", move |_: &JobContext, (): ()| -> Result<u32, std::io::Error> {
+                l.record(format!("step1 by {who}"));
+                Ok(1)
+            })
+            .unwrap();
+        let l = ledger.clone();
+        queue
+            .register("step2", move |_: &JobContext, (): ()| -> Result<u32, std::io::Error> {
+                l.record(format!("step2 by {who}"));
+                Ok(2)
+            })
+            .unwrap();
+        let l = ledger.clone();
+        queue
+            .register("flow", move |ctx: &JobContext, (): ()| -> Result<u32, Error> {
+                let a: u32 = call(ctx, "step1", &())?;
+                if who == "stalled" {
+                    // Stall past the lease, until the other worker has finished the job.
+                    l.record("stalled");
+                    l.wait_for("step2 by healthy", 1);
+                    let late = call::<u32>(ctx, "step2", &());
+                    l.record(format!("late call: {}", matches!(late, Err(Error::LeaseLost { .. }))));
+                    l.record(format!("cancelled: {}", ctx.is_cancelled()));
+                    late?;
+                }
+                let b: u32 = call(ctx, "step2", &())?;
+                Ok(a + b)
+            })
+            .unwrap();
+    };
+    let mut spy = Spy::new(db.store());
+    spy.skip_renewals = true;
+    let stalled = Queue::new(spy);
+    register(&stalled, "stalled");
+    let id = stalled.enqueue("flow", &(), JobOptions::new().retries(3)).unwrap();
+    let stalled_worker = stalled.worker().concurrency(1).prefetch(0).lease(Duration::from_millis(400)).start().unwrap();
+    ledger.wait_for("stalled", 1);
+    let healthy = db.queue();
+    register(&healthy, "healthy");
+    let healthy_worker = healthy.worker().concurrency(1).lease(Duration::from_millis(400)).start().unwrap();
+    let info = healthy.wait(id, PATIENCE).unwrap();
+    ledger.wait_for("cancelled: true", 1);
+    stalled_worker.shutdown();
+    healthy_worker.shutdown();
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
+    assert_eq!(healthy.result::<u32>(id).unwrap(), 3);
+    assert_eq!(ledger.count("step1 by stalled"), 1);
+    assert_eq!(ledger.count("step1 by healthy"), 0, "step 1 was replayed from its checkpoint");
+    assert_eq!(ledger.count("step2 by healthy"), 1);
+    assert_eq!(ledger.count("step2 by stalled"), 1, "the stalled worker's step ran but was not recorded");
+    assert_eq!(ledger.count("late call: true"), 1, "{:?}", ledger.entries());
+    let final_info = healthy.job(id).unwrap().unwrap();
+    assert_eq!(final_info.status, JobStatus::Completed, "the late writes changed nothing");
+}
+
+/// A job whose worker vanished (claimed, never renewed) is reclaimed by any worker's reaper,
+/// consuming the lost attempt; if it was the last, the job fails with a lease error.
+pub fn reaper_recovers_jobs_of_dead_workers(db: &dyn Backend) {
+    let store = db.store();
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    queue
+        .register("job", move |ctx: &JobContext, (): ()| -> Result<u32, std::io::Error> {
+            l.record("run");
+            Ok(ctx.attempt())
+        })
+        .unwrap();
+    let again = queue.enqueue("job", &(), JobOptions::new().retries(2)).unwrap();
+    let last = queue.enqueue("job", &(), JobOptions::new().retries(1)).unwrap();
+    // A "dead" worker claims both with a short lease and disappears.
+    let now = Timestamp::now();
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker: "dead".into(),
+            queues: vec!["default".into()],
+            names: vec!["job".into()],
+            limit: 10,
+            now,
+            lease_until: now.saturating_add(Duration::from_millis(200)),
+        })
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let worker = queue.worker().concurrency(1).lease(Duration::from_millis(400)).start().unwrap();
+    let again = queue.wait(again, PATIENCE).unwrap();
+    let last = queue.wait(last, PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!((again.status, again.attempt), (JobStatus::Completed, 2), "{again:?}");
+    assert_eq!(queue.result::<u32>(again.id).unwrap(), 2);
+    assert_eq!((last.status, last.attempt), (JobStatus::Failed, 1), "{last:?}");
+    assert!(last.last_error.unwrap().contains("lost its lease"));
+    assert_eq!(ledger.count("run"), 1);
+    // The dead worker's writes are refused.
+    let late = store.commit("dead", Timestamp::now(), &[Write::Complete { job: again.id, result: b"0".to_vec() }]);
+    assert_eq!(late.unwrap(), vec![WriteOutcome::LeaseLost]);
+    assert_eq!(queue.result::<u32>(again.id).unwrap(), 2);
+}
+
+/// The lease written at claim time and renewed by heartbeats belongs to the worker's id.
+pub fn running_jobs_name_their_worker(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    let gate = Arc::new(parking_lot::Mutex::new(()));
+    let held = gate.lock();
+    let g = gate.clone();
+    queue
+        .register("job", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
+            l.record("started");
+            drop(g.lock());
+            Ok(())
+        })
+        .unwrap();
+    let id = queue.enqueue("job", &(), JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    ledger.wait_for("started", 1);
+    let record = queue.store().get(id).unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Running);
+    assert_eq!(record.locked_by.as_deref(), Some(worker.id()));
+    assert!(record.lease_until.unwrap() > Timestamp::now());
+    drop(held);
+    queue.wait(id, PATIENCE).unwrap();
+    worker.shutdown();
+}
+
+crate::backend_tests!(
+    heartbeats_keep_slow_jobs,
+    expired_lease_is_taken_over_and_late_writes_refused,
+    reaper_recovers_jobs_of_dead_workers,
+    running_jobs_name_their_worker,
+);

@@ -1,0 +1,15 @@
+//! Engine integration tests, one binary, every test on every backend.
+
+// Test helpers are plain functions called by the generated `#[test]`s, so the test-only
+// lint exemptions do not reach them.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod support;
+
+mod bad_input;
+mod inspection;
+mod leases;
+mod retries;
+mod scheduling;
+mod shutdown;
+mod workflows;
