@@ -60,13 +60,18 @@ pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
             .register("flow", move |ctx: &JobContext, (): ()| -> Result<u32, Error> {
                 let a: u32 = call(ctx, "step1", &())?;
                 if who == "stalled" {
-                    // Stall past the lease, until the other worker has finished the job.
+                    // Stall past the lease, until the other worker runs the job, then write.
                     l.record("stalled");
-                    l.wait_for("step2 by healthy", 1);
+                    l.wait_for("healthy running", 1);
                     let late = call::<u32>(ctx, "step2", &());
                     l.record(format!("late call: {}", matches!(late, Err(Error::LeaseLost { .. }))));
                     l.record(format!("cancelled: {}", ctx.is_cancelled()));
+                    l.record("late call done");
                     late?;
+                } else {
+                    // Hold the job (running, leased to this worker) while the stalled one writes.
+                    l.record("healthy running");
+                    l.wait_for("late call done", 1);
                 }
                 let b: u32 = call(ctx, "step2", &())?;
                 Ok(a + b)
@@ -84,7 +89,6 @@ pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
     register(&healthy, "healthy");
     let healthy_worker = healthy.worker().concurrency(1).lease(Duration::from_millis(400)).start().unwrap();
     let info = healthy.wait(id, PATIENCE).unwrap();
-    ledger.wait_for("cancelled: true", 1);
     stalled_worker.shutdown();
     healthy_worker.shutdown();
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
@@ -94,6 +98,7 @@ pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
     assert_eq!(ledger.count("step2 by healthy"), 1);
     assert_eq!(ledger.count("step2 by stalled"), 1, "the stalled worker's step ran but was not recorded");
     assert_eq!(ledger.count("late call: true"), 1, "{:?}", ledger.entries());
+    assert_eq!(ledger.count("cancelled: true"), 1, "{:?}", ledger.entries());
     let final_info = healthy.job(id).unwrap().unwrap();
     assert_eq!(final_info.status, JobStatus::Completed, "the late writes changed nothing");
 }
