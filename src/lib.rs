@@ -82,3 +82,8 @@ pub mod sqlite {
 pub mod store {
     pub use durable_jobs_store::*;
 }
+
+/// Compiles the README's code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
