@@ -25,8 +25,10 @@ impl Doorbell {
         self.cv.notify_all();
     }
 
-    /// Makes the waiter wake no later than `at`.
-    pub(crate) fn ring_at(&self, at: Instant) {
+    /// Makes the waiter wake no later than `after` from now (a time too far to represent is
+    /// left to polling).
+    pub(crate) fn ring_in(&self, after: Duration) {
+        let Some(at) = Instant::now().checked_add(after) else { return };
         let mut st = self.state.lock();
         if st.at.is_none_or(|t| at < t) {
             st.at = Some(at);
@@ -84,11 +86,12 @@ mod tests {
     }
 
     #[test]
-    fn ring_at_wakes_at_the_time() {
+    fn ring_in_wakes_at_the_time() {
         let bell = Doorbell::default();
         let t = Instant::now();
-        bell.ring_at(t + Duration::from_millis(40));
-        bell.ring_at(t + Duration::from_secs(60));
+        bell.ring_in(Duration::from_millis(40));
+        bell.ring_in(Duration::from_secs(60));
+        bell.ring_in(Duration::MAX);
         bell.wait(Duration::from_secs(5));
         let waited = t.elapsed();
         assert!(waited >= Duration::from_millis(40) && waited < Duration::from_secs(4), "{waited:?}");

@@ -83,14 +83,14 @@ impl QueueInner {
     /// Wakes this process's dispatchers for a job ready at `run_at`.
     fn wake_workers(&self, run_at: Timestamp) {
         let now = self.now();
-        let due = (run_at > now).then(|| Instant::now() + run_at.duration_since(now));
         let mut bells = self.doorbells.lock();
         bells.retain(|bell| match bell.upgrade() {
+            Some(bell) if run_at > now => {
+                bell.ring_in(run_at.duration_since(now));
+                true
+            }
             Some(bell) => {
-                match due {
-                    None => bell.ring(),
-                    Some(at) => bell.ring_at(at),
-                }
+                bell.ring();
                 true
             }
             None => false,

@@ -14,7 +14,8 @@ pub(crate) fn backoff(policy: Option<RetryPolicy>, attempt: u32) -> Duration {
     let factor = 2_u32.saturating_pow(attempt.min(31));
     let delay = policy.base.saturating_mul(factor).min(policy.max);
     // Jitter spreads retries of jobs that failed together (for example on one outage).
-    delay.mul_f64(fastrand::f64().mul_add(0.2, 0.9))
+    let jittered = delay.as_secs_f64() * fastrand::f64().mul_add(0.2, 0.9);
+    Duration::try_from_secs_f64(jittered).unwrap_or(delay)
 }
 
 #[cfg(test)]
@@ -35,6 +36,8 @@ mod tests {
             assert!(within(backoff(Some(p), 4), Duration::from_secs(1)));
             assert!(within(backoff(Some(p), u32::MAX), Duration::from_secs(1)));
             assert!(within(backoff(None, 1), Duration::from_secs(2)));
+            let huge = RetryPolicy { base: Duration::MAX, max: Duration::MAX };
+            assert!(backoff(Some(huge), 3) >= Duration::from_secs(u64::MAX / 2), "no overflow panic");
         }
         let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(Some(p), 1)).collect();
         assert!(spread.len() > 10, "jitter varies the delay");

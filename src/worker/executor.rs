@@ -75,7 +75,7 @@ fn failure_write(shared: &WorkerShared, job: &ClaimedJob, failure: Failure) -> W
     match failure {
         Failure::Retry { message, after } if job.attempt < job.max_attempts => {
             let delay = after.unwrap_or_else(|| retry::backoff(job.retry_policy, job.attempt));
-            shared.doorbell.ring_at(Instant::now() + delay);
+            shared.doorbell.ring_in(delay);
             Write::Retry { job: job.id, error: message, run_at: shared.queue.now().saturating_add(delay) }
         }
         Failure::Retry { message, .. } | Failure::Permanent(message) => Write::Fail { job: job.id, error: message },

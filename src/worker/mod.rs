@@ -159,6 +159,9 @@ impl WorkerBuilder {
         if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(3600) {
             return invalid("poll_interval", "must be greater than zero and at most 1 h");
         }
+        if self.shutdown_timeout > Duration::from_secs(24 * 3600) {
+            return invalid("shutdown_timeout", "must be at most 24 h");
+        }
         Ok(())
     }
 

@@ -99,6 +99,7 @@ pub fn nonsense_options_are_refused(db: &dyn Backend) {
     assert_eq!(option(queue.worker().lease(Duration::ZERO).start()), "lease");
     assert_eq!(option(queue.worker().poll_interval(Duration::ZERO).start()), "poll_interval");
     assert_eq!(option(queue.worker().queues(Vec::<String>::new()).start()), "queues");
+    assert_eq!(option(queue.worker().shutdown_timeout(Duration::MAX).start()), "shutdown_timeout");
     let err = queue.enqueue("job", &(), JobOptions::new().retries(0)).unwrap_err();
     assert!(matches!(err, Error::InvalidOption { option: "retries", .. }), "{err}");
     let err = queue.enqueue("job", &(), JobOptions::new().delay(Duration::MAX)).unwrap_err();

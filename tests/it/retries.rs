@@ -1,6 +1,6 @@
 //! Attempts, backoff, permanent errors, retry-after and panics.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use durable_jobs::{Error, JobContext, JobOptions, JobStatus};
 
@@ -104,6 +104,23 @@ pub fn retry_after_sets_the_delay(db: &dyn Backend) {
     let starts = starts.lock();
     assert!(starts[1] - starts[0] >= Duration::from_millis(300), "{:?}", starts[1] - starts[0]);
     assert!(info.last_error.unwrap().contains("429 too many requests"));
+
+    // A delay too long to represent is clamped, not a panic.
+    queue
+        .register("forever", |_: &JobContext, (): ()| -> Result<(), Error> {
+            Err(Error::retry_after(Duration::MAX, "later"))
+        })
+        .unwrap();
+    let id = queue.enqueue("forever", &(), JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    let start = Instant::now();
+    while queue.job(id).unwrap().unwrap().attempt == 0 || queue.job(id).unwrap().unwrap().status != JobStatus::Pending {
+        assert!(start.elapsed() < PATIENCE, "{:?}", queue.job(id));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    worker.shutdown();
+    let info = queue.job(id).unwrap().unwrap();
+    assert!(info.run_at > SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600), "{info:?}");
 }
 
 /// A panic fails the attempt with its message, the job is retried, and the thread lives on to

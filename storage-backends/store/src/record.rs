@@ -35,14 +35,13 @@ impl Timestamp {
         }
     }
 
-    /// Converts back to a `SystemTime`.
+    /// Converts back to a `SystemTime` (clamped to what the platform can represent).
     pub fn to_system_time(self) -> SystemTime {
         let magnitude = Duration::from_micros(self.0.unsigned_abs());
-        if self.0 >= 0 {
-            UNIX_EPOCH + magnitude
-        } else {
-            UNIX_EPOCH - magnitude
-        }
+        let converted = if self.0 >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
+        // Every platform represents ±2^31 s around the epoch.
+        let limit = Duration::from_secs(1 << 31);
+        converted.unwrap_or_else(|| if self.0 >= 0 { UNIX_EPOCH + limit } else { UNIX_EPOCH - limit })
     }
 
     /// `self + d`, or `None` if the result does not fit.
