@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use durable_jobs::{call, Error, JobContext, JobFilter, JobId, JobOptions, JobStatus, StatusCount};
 
-use crate::support::{Backend, Ledger, PATIENCE};
+use crate::support::{finish, Backend, Ledger, PATIENCE};
 
 /// `job` reports every field; `result` decodes completed jobs and explains the others.
 pub fn job_info_and_results(db: &dyn Backend) {
@@ -105,9 +105,7 @@ pub fn timeouts_cancel_the_attempt(db: &dyn Backend) {
         .timeout(Duration::from_millis(100))
         .backoff(Duration::from_millis(5), Duration::from_millis(5));
     let id = queue.enqueue("slow", &(), opts).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
     assert_eq!(ledger.entries(), ["timed out: true"]);
     assert!(info.last_error.unwrap().contains("timed out after 100ms"));

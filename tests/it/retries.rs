@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use durable_jobs::{Error, JobContext, JobOptions, JobStatus};
 
-use crate::support::{Backend, Ledger, PATIENCE};
+use crate::support::{finish, Backend, Ledger, PATIENCE};
 
 fn fast_backoff() -> JobOptions {
     JobOptions::new().backoff(Duration::from_millis(5), Duration::from_millis(20))
@@ -46,9 +46,7 @@ pub fn permanent_errors_are_not_retried(db: &dyn Backend) {
         })
         .unwrap();
     let id = queue.enqueue("charge", &(), fast_backoff().retries(10)).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Failed, 1));
     assert_eq!(info.last_error.as_deref(), Some("card reported stolen"));
     assert_eq!(ledger.count("run"), 1);
@@ -97,9 +95,7 @@ pub fn retry_after_sets_the_delay(db: &dyn Backend) {
         })
         .unwrap();
     let id = queue.enqueue("limited", &(), fast_backoff()).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2));
     let starts = starts.lock();
     assert!(starts[1] - starts[0] >= Duration::from_millis(300), "{:?}", starts[1] - starts[0]);

@@ -4,19 +4,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use durable_jobs::{Error, JobContext, JobOptions, JobStatus};
 
-use crate::support::{Backend, Ledger, PATIENCE};
+use crate::support::{register_recorder, Backend, Ledger, PATIENCE};
 
 /// One thread, no prefetch: jobs run by priority, then in enqueue order.
 pub fn higher_priority_runs_first(db: &dyn Backend) {
     let queue = db.queue();
     let ledger = Ledger::default();
-    let l = ledger.clone();
-    queue
-        .register("job", move |_: &JobContext, tag: String| -> Result<(), std::io::Error> {
-            l.record(tag);
-            Ok(())
-        })
-        .unwrap();
+    register_recorder(&queue, "job", &ledger);
     let plan = [("low-1", -5), ("mid-1", 0), ("high-1", 10), ("mid-2", 0), ("high-2", 10), ("low-2", -5)];
     let mut ids = Vec::new();
     for (tag, priority) in plan {
@@ -34,13 +28,7 @@ pub fn higher_priority_runs_first(db: &dyn Backend) {
 pub fn delay_and_run_at_are_respected(db: &dyn Backend) {
     let queue = db.queue();
     let ledger = Ledger::default();
-    let l = ledger.clone();
-    queue
-        .register("job", move |_: &JobContext, tag: String| -> Result<(), std::io::Error> {
-            l.record(tag);
-            Ok(())
-        })
-        .unwrap();
+    register_recorder(&queue, "job", &ledger);
     let worker = queue.worker().concurrency(2).start().unwrap();
     let enqueued = SystemTime::now();
     let delayed = queue.enqueue("job", "delayed", JobOptions::new().delay(Duration::from_millis(400))).unwrap();

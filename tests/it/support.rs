@@ -9,7 +9,7 @@ use durable_jobs::store::{
     Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
     StoreError, Timestamp, Write, WriteOutcome,
 };
-use durable_jobs::Queue;
+use durable_jobs::{JobContext, JobInfo, Queue};
 use parking_lot::Mutex;
 
 /// A storage backend the engine tests run on.
@@ -98,6 +98,25 @@ impl Ledger {
 
 /// The time a test waits for jobs to finish before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Runs one worker thread until job `id` is finished, and returns the job.
+pub fn finish(queue: &Queue, id: JobId) -> JobInfo {
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    let info = queue.wait(id, PATIENCE).unwrap();
+    worker.shutdown();
+    info
+}
+
+/// Registers `name` as a handler that records its string argument.
+pub fn register_recorder(queue: &Queue, name: &str, ledger: &Ledger) {
+    let l = ledger.clone();
+    queue
+        .register(name, move |_: &JobContext, tag: String| -> Result<(), std::io::Error> {
+            l.record(tag);
+            Ok(())
+        })
+        .unwrap();
+}
 
 /// A store wrapper that counts calls per method and can drop lease renewals (a stalled
 /// worker whose heartbeat stopped).

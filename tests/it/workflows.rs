@@ -7,7 +7,7 @@ use std::time::Duration;
 use durable_jobs::{call, Error, JobContext, JobOptions, JobStatus, Queue};
 use serde::{Deserialize, Serialize};
 
-use crate::support::{Backend, Ledger, PATIENCE};
+use crate::support::{finish, Backend, Ledger, PATIENCE};
 
 /// Registers steps `s1`..`s3` that record their runs; `s2` fails its first `fail_s2` runs.
 fn three_steps(queue: &Queue, ledger: &Ledger, fail_s2: u32) {
@@ -100,9 +100,7 @@ pub fn replay_returns_the_first_value(db: &dyn Backend) {
         .unwrap();
     let opts = JobOptions::new().backoff(Duration::from_millis(10), Duration::from_millis(10));
     let id = queue.enqueue("flow", &(), opts).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
     assert_eq!(ledger.count("measure"), 1);
     let seen = seen.lock();
@@ -136,9 +134,7 @@ pub fn changed_step_order_is_a_determinism_error(db: &dyn Backend) {
         .unwrap();
     let opts = JobOptions::new().retries(5).backoff(Duration::from_millis(10), Duration::from_millis(10));
     let id = queue.enqueue("flow", &(), opts).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Failed, 2), "{info:?}");
     let error = info.last_error.unwrap();
     assert!(error.contains("\"validate\"") && error.contains("\"charge\"") && error.contains("step 0"), "{error}");
@@ -180,9 +176,7 @@ pub fn permanent_step_errors_are_checkpointed(db: &dyn Backend) {
         .unwrap();
     let opts = JobOptions::new().retries(3).backoff(Duration::from_millis(10), Duration::from_millis(10));
     let id = queue.enqueue("flow", &(), opts).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 3), "{info:?}");
     assert_eq!(ledger.count("charge"), 1, "the permanent error was replayed: {:?}", ledger.entries());
     assert_eq!(ledger.count("declined:card declined"), 3);
@@ -245,9 +239,7 @@ pub fn nested_calls_belong_to_their_step(db: &dyn Backend) {
         .unwrap();
     let opts = JobOptions::new().backoff(Duration::from_millis(10), Duration::from_millis(10));
     let id = queue.enqueue("flow", &(), opts).unwrap();
-    let worker = queue.worker().concurrency(1).start().unwrap();
-    let info = queue.wait(id, PATIENCE).unwrap();
-    worker.shutdown();
+    let info = finish(&queue, id);
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
     assert_eq!(queue.result::<u32>(id).unwrap(), 41);
     assert_eq!(ledger.count("inner"), 1);
