@@ -44,12 +44,13 @@ mod error;
 mod memory;
 mod record;
 mod store;
+pub mod transition;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use error::{StoreError, StoreErrorKind};
-pub use memory::{lease_expired_message, MemoryStore};
+pub use memory::{count_by_queue_and_status, lease_expired_message, MemoryStore};
 pub use record::{
     Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, Reclaimed,
     RetryPolicy, StatusCount, Timestamp, UnknownStatus, Write, WriteOutcome,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, Reclaimed,
-    StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
+    transition, Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob,
+    Reclaimed, StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -45,21 +45,6 @@ impl State {
     fn live_holder(&self, key: &str) -> Option<JobId> {
         self.jobs.values().find(|j| j.status.is_live() && j.unique_key.as_deref() == Some(key)).map(|j| j.id)
     }
-
-    /// The job if `worker` holds its lease.
-    fn fenced(&mut self, job: JobId, worker: &str) -> Option<&mut JobRecord> {
-        self.jobs.get_mut(&job).filter(|j| j.status == JobStatus::Running && j.locked_by.as_deref() == Some(worker))
-    }
-}
-
-fn end_run(job: &mut JobRecord, status: JobStatus, now: Timestamp) {
-    job.status = status;
-    job.locked_by = None;
-    job.lease_until = None;
-    job.updated_at = now;
-    if status.is_terminal() {
-        job.finished_at = Some(now);
-    }
 }
 
 impl Store for MemoryStore {
@@ -73,32 +58,7 @@ impl Store for MemoryStore {
             }
             st.last_id += 1;
             let id = JobId(st.last_id);
-            st.jobs.insert(
-                id,
-                JobRecord {
-                    id,
-                    queue: new.queue.clone(),
-                    name: new.name.clone(),
-                    args: new.args.clone(),
-                    status: JobStatus::Pending,
-                    priority: new.priority,
-                    run_at: new.run_at,
-                    attempt: 0,
-                    max_attempts: new.max_attempts,
-                    unique_key: new.unique_key.clone(),
-                    timeout: new.timeout,
-                    retry_policy: new.retry_policy,
-                    locked_by: None,
-                    lease_until: None,
-                    wake_at: None,
-                    last_error: None,
-                    result: None,
-                    created_at: new.created_at,
-                    started_at: None,
-                    finished_at: None,
-                    updated_at: new.created_at,
-                },
-            );
+            st.jobs.insert(id, transition::new_record(id, new));
             out.push(Enqueued::New(id));
         }
         Ok(out)
@@ -106,38 +66,14 @@ impl Store for MemoryStore {
 
     fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let mut st = self.state.lock();
-        let mut ready: Vec<&JobRecord> = st
-            .jobs
-            .values()
-            .filter(|j| {
-                j.status == JobStatus::Pending
-                    && j.run_at <= req.now
-                    && req.queues.contains(&j.queue)
-                    && req.names.contains(&j.name)
-            })
-            .collect();
+        let mut ready: Vec<&JobRecord> = st.jobs.values().filter(|j| transition::is_ready(j, req)).collect();
         ready.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.run_at, j.id));
         let ids: Vec<JobId> = ready.iter().take(req.limit).map(|j| j.id).collect();
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(j) = st.jobs.get_mut(&id) else { continue };
-            j.status = JobStatus::Running;
-            j.attempt += 1;
-            j.locked_by = Some(req.worker.clone());
-            j.lease_until = Some(req.lease_until);
-            j.started_at = Some(req.now);
-            j.updated_at = req.now;
-            claimed.push(ClaimedJob {
-                id,
-                queue: j.queue.clone(),
-                name: j.name.clone(),
-                args: j.args.clone(),
-                attempt: j.attempt,
-                max_attempts: j.max_attempts,
-                priority: j.priority,
-                timeout: j.timeout,
-                retry_policy: j.retry_policy,
-            });
+            if let Some(job) = st.jobs.get_mut(&id) {
+                claimed.push(transition::claim(job, req));
+            }
         }
         Ok(claimed)
     }
@@ -146,32 +82,13 @@ impl Store for MemoryStore {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(writes.len());
         for write in writes {
-            let Some(job) = st.fenced(write.job(), worker) else {
+            let Some(job) = st.jobs.get_mut(&write.job()).filter(|j| transition::is_held_by(j, worker)) else {
                 out.push(WriteOutcome::LeaseLost);
                 continue;
             };
-            match write {
-                Write::Checkpoint { job: id, checkpoint } => {
-                    job.updated_at = now;
-                    st.checkpoints.insert((*id, checkpoint.index), checkpoint.clone());
-                }
-                Write::Complete { result, .. } => {
-                    job.result = Some(result.clone());
-                    end_run(job, JobStatus::Completed, now);
-                }
-                Write::Retry { error, run_at, .. } => {
-                    job.last_error = Some(error.clone());
-                    job.run_at = *run_at;
-                    end_run(job, JobStatus::Pending, now);
-                }
-                Write::Fail { error, .. } => {
-                    job.last_error = Some(error.clone());
-                    end_run(job, JobStatus::Failed, now);
-                }
-                Write::Suspend { wake_at, .. } => {
-                    job.wake_at = *wake_at;
-                    end_run(job, JobStatus::Waiting, now);
-                }
+            transition::apply(job, write, now);
+            if let Write::Checkpoint { job, checkpoint } = write {
+                st.checkpoints.insert((*job, checkpoint.index), checkpoint.clone());
             }
             out.push(WriteOutcome::Applied);
         }
@@ -182,7 +99,7 @@ impl Store for MemoryStore {
         let mut st = self.state.lock();
         let mut lost = Vec::new();
         for &id in jobs {
-            match st.fenced(id, worker) {
+            match st.jobs.get_mut(&id).filter(|j| transition::is_held_by(j, worker)) {
                 Some(job) => job.lease_until = Some(lease_until),
                 None => lost.push(id),
             }
@@ -193,10 +110,9 @@ impl Store for MemoryStore {
     fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
         let mut st = self.state.lock();
         let mut released = 0;
-        for &id in jobs {
-            if let Some(job) = st.fenced(id, worker) {
-                job.attempt = job.attempt.saturating_sub(1);
-                end_run(job, JobStatus::Pending, now);
+        for id in jobs {
+            if let Some(job) = st.jobs.get_mut(id).filter(|j| transition::is_held_by(j, worker)) {
+                transition::release(job, now);
                 released += 1;
             }
         }
@@ -206,17 +122,10 @@ impl Store for MemoryStore {
     fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
         let mut st = self.state.lock();
         let mut out = Reclaimed::default();
-        for job in st.jobs.values_mut() {
-            if job.status != JobStatus::Running || job.lease_until.is_none_or(|l| l >= now) {
-                continue;
-            }
-            job.last_error = Some(lease_expired_message(job.attempt));
-            if job.attempt >= job.max_attempts {
-                end_run(job, JobStatus::Failed, now);
+        for job in st.jobs.values_mut().filter(|j| transition::is_expired(j, now)) {
+            if transition::reclaim(job, now) {
                 out.failed.push(job.id);
             } else {
-                job.run_at = now;
-                end_run(job, JobStatus::Pending, now);
                 out.requeued.push(job.id);
             }
         }
@@ -226,14 +135,9 @@ impl Store for MemoryStore {
     fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut st = self.state.lock();
         let mut woken = 0;
-        for job in st.jobs.values_mut() {
-            if job.status == JobStatus::Waiting && job.wake_at.is_some_and(|w| w <= now) {
-                job.status = JobStatus::Pending;
-                job.run_at = now;
-                job.wake_at = None;
-                job.updated_at = now;
-                woken += 1;
-            }
+        for job in st.jobs.values_mut().filter(|j| transition::is_due(j, now)) {
+            transition::wake(job, now);
+            woken += 1;
         }
         Ok(woken)
     }
@@ -254,12 +158,17 @@ impl Store for MemoryStore {
 
     fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         let st = self.state.lock();
-        let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
-        for job in st.jobs.values() {
-            *counts.entry((job.queue.clone(), job.status)).or_default() += 1;
-        }
-        Ok(counts.into_iter().map(|((queue, status), count)| StatusCount { queue, status, count }).collect())
+        Ok(count_by_queue_and_status(st.jobs.values()))
     }
+}
+
+/// Counts jobs per queue and status, sorted as [`Store::counts`] returns them.
+pub fn count_by_queue_and_status<'a>(jobs: impl Iterator<Item = &'a JobRecord>) -> Vec<StatusCount> {
+    let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
+    for job in jobs {
+        *counts.entry((job.queue.clone(), job.status)).or_default() += 1;
+    }
+    counts.into_iter().map(|((queue, status), count)| StatusCount { queue, status, count }).collect()
 }
 
 /// The `last_error` a reclaimed job gets. Shared so every backend words it the same.

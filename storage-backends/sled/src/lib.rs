@@ -1,0 +1,54 @@
+//! The sled store for [durable-jobs](https://docs.rs/durable-jobs): jobs, indexes and
+//! checkpoints as trees of an embedded [sled](https://docs.rs/sled/0.34) 0.34 database.
+//!
+//! ```
+//! use durable_jobs_sled::SledStore;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dir = tempfile::tempdir()?;
+//!     let store = SledStore::open(dir.path().join("jobs"))?;
+//!     // A second open of the same directory is refused, never a hang:
+//!     let again = SledStore::open(dir.path().join("jobs"));
+//!     assert_eq!(again.unwrap_err().kind(), durable_jobs_store::StoreErrorKind::AlreadyOpen);
+//!     drop(store);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Atomic**: every store call is one sled transaction over all trees (job, indexes,
+//!   checkpoints): it happens entirely or not at all, also across a crash.
+//! - **Process crash**: a write is acknowledged only after sled's `flush()`; concurrent writers
+//!   share flushes (group commit). Nothing acknowledged is lost when the process dies.
+//! - **Power loss**: on Linux sled's `flush()` writes to the OS but does not flush the device
+//!   cache (no `fsync`/`fdatasync` of the data). A power loss or kernel crash may lose recent
+//!   acknowledged writes. Use the SQLite store with `Durability::Full` where that matters.
+//! - **One process per directory**: sled locks its files. Opening a directory that is already
+//!   open (in this process or another) fails at once with
+//!   [`AlreadyOpen`](durable_jobs_store::StoreErrorKind::AlreadyOpen).
+//! - **Damaged directories are left untouched**: sled writes on open and, on some damage, opens
+//!   empty, panics or hangs. An existing database is therefore first opened as a throwaway copy
+//!   (on a thread with a time limit) and must carry this crate's format marker; otherwise
+//!   `open` fails with [`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt) and the
+//!   directory is byte-identical. The copy costs a read of the database per open
+//!   ([`SledOptions::verify_on_open`]).
+//! - Reads do not wait for flushes: they may see a write whose flush is still running.
+//!
+//! # Choosing a backend
+//!
+//! Choose SQLite (the default) for power-loss durability, several processes on one database,
+//! and inspection with standard tools. Choose sled for a pure-Rust build without a C compiler,
+//! when one process owns its queue and a power loss may cost the last writes.
+
+mod codec;
+mod error;
+mod flush;
+mod keys;
+mod open;
+mod options;
+mod store;
+mod tx;
+
+pub use options::SledOptions;
+pub use store::SledStore;

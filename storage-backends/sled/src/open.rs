@@ -1,0 +1,204 @@
+//! Opening a sled directory without ever damaging one that is not healthy.
+//!
+//! sled 0.34 writes to its files as soon as it opens them, and on some damaged files it opens
+//! "successfully" with the data gone, panics, or hangs. So an existing database is first
+//! checked from the outside (a directory with sled's files, not locked by another process),
+//! then opened as a throwaway copy, on a thread with a time limit; only if the copy opens and
+//! carries this crate's format marker is the real directory opened.
+
+use std::path::Path;
+use std::time::Duration;
+
+use durable_jobs_store::{StoreError, StoreErrorKind};
+
+use crate::error::store_error;
+use crate::SledOptions;
+
+/// The meta-tree key naming the layout of the other trees.
+pub(crate) const FORMAT_KEY: &[u8] = b"format";
+/// The layout this version reads and writes.
+pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/1";
+
+/// What the directory holds before opening.
+enum Found {
+    /// Nothing yet (missing, empty, or sled files from a creation that never finished).
+    Nothing,
+    /// A sled database.
+    Database,
+}
+
+/// Opens (creating if needed) the database in `path` and checks its format marker.
+pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
+    let found = inspect(path)?;
+    if matches!(found, Found::Database) {
+        refuse_if_locked(path)?;
+        if options.verify_on_open {
+            verify_copy(path, options)?;
+        }
+    }
+    let db = open_guarded(path, options)?;
+    match db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read format marker", e))? {
+        Some(v) if v == FORMAT => Ok(db),
+        Some(v) => Err(StoreError::new(
+            StoreErrorKind::IncompatibleSchema,
+            format!(
+                "sled: {} has format {:?}; this version reads {:?}",
+                path.display(),
+                String::from_utf8_lossy(&v),
+                String::from_utf8_lossy(FORMAT)
+            ),
+        )),
+        None if matches!(found, Found::Nothing) => {
+            let meta = db.open_tree("meta").map_err(|e| store_error("create meta tree", e))?;
+            meta.insert(FORMAT_KEY, FORMAT).map_err(|e| store_error("write format marker", e))?;
+            db.flush().map_err(|e| store_error("flush", e))?;
+            Ok(db)
+        }
+        None => Err(not_ours(path)),
+    }
+}
+
+fn not_ours(path: &Path) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("sled: {} holds no durable-jobs data (another program's database, or unreadable)", path.display()),
+    )
+}
+
+fn inspect(path: &Path) -> Result<Found, StoreError> {
+    let io = |e: std::io::Error| {
+        StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot read {}: {e}", path.display()), e)
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(io(e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("sled: {} is not a directory", path.display()),
+            ));
+        }
+        Ok(_) => {}
+    }
+    let mut has_db = false;
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let name = name.to_string_lossy();
+        match &*name {
+            "db" => has_db = true,
+            "conf" | "blobs" => {}
+            n if n.starts_with("snap.") => {}
+            _ => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("sled: {} is not a sled database directory (it holds {name:?})", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(if has_db { Found::Database } else { Found::Nothing })
+}
+
+/// sled takes an exclusive lock on its `db` file; another holder means another process (or
+/// another `SledStore` in this one) has the database open.
+fn refuse_if_locked(path: &Path) -> Result<(), StoreError> {
+    let file = std::fs::File::open(path.join("db")).map_err(|e| {
+        StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot read {}: {e}", path.display()), e)
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(already_open(path)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot lock {}: {e}", path.display()), e))
+        }
+    }
+}
+
+fn already_open(path: &Path) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::AlreadyOpen,
+        format!("sled: {} is already open (one process at a time may open a sled database)", path.display()),
+    )
+}
+
+fn config(path: &Path, options: &SledOptions) -> sled::Config {
+    sled::Config::new().path(path).cache_capacity(options.cache_capacity)
+}
+
+/// `sled::open`, with a panic turned into an error.
+fn open_guarded(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
+    let config = config(path, options);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => {
+            let e = store_error("open", e);
+            Err(if e.kind() == StoreErrorKind::AlreadyOpen { already_open(path) } else { e })
+        }
+        Err(_) => Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("sled: {} is damaged (sled panicked opening it)", path.display()),
+        )),
+    }
+}
+
+/// Opens a copy of the database, on its own thread and with a time limit, and checks it.
+fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
+    let io =
+        |what: &str, e: std::io::Error| StoreError::with_source(StoreErrorKind::Io, format!("sled: {what}: {e}"), e);
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let copy = tempfile::Builder::new()
+        .prefix(".durable-jobs-verify-")
+        .tempdir_in(parent)
+        .map_err(|e| io("create verify copy", e))?;
+    copy_dir(path, copy.path()).map_err(|e| io("copy for verification", e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (copy_path, opts) = (copy.path().to_path_buf(), options.clone());
+    std::thread::Builder::new()
+        .name("dj-sled-verify".into())
+        .spawn(move || {
+            let verdict = open_guarded(&copy_path, &opts).and_then(|db| {
+                let marker =
+                    db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read copy", e))?;
+                Ok(marker.is_some())
+            });
+            let _ = tx.send(verdict);
+        })
+        .map_err(|e| io("start verification thread", e))?;
+    match rx.recv_timeout(options.open_timeout) {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(not_ours(path)),
+        Ok(Err(e)) => Err(StoreError::new(
+            e.kind(),
+            format!("{} (found on a copy; {} was not touched)", e.message(), path.display()),
+        )),
+        Err(_) => {
+            // The thread may never return; the copy is left for the OS temp cleanup.
+            std::mem::forget(copy);
+            Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "sled: a copy of {} did not open within {:?}; the database looks damaged and was not touched",
+                    path.display(),
+                    options.open_timeout
+                ),
+            ))
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// How long opening a database (or its verification copy) may take before it counts as hung.
+pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
