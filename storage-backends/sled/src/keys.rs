@@ -70,7 +70,7 @@ mod tests {
     fn claim_keys_sort_by_priority_desc_then_run_at_then_id() {
         let k = |p, r, i| claim("q", p, Timestamp(r), JobId(i));
         let mut keys =
-            vec![k(0, 5, 1), k(7, 9, 2), k(-3, -1, 3), k(7, 2, 4), k(i32::MAX, 0, 5), k(i32::MIN, 0, 6), k(0, 5, 0)];
+            [k(0, 5, 1), k(7, 9, 2), k(-3, -1, 3), k(7, 2, 4), k(i32::MAX, 0, 5), k(i32::MIN, 0, 6), k(0, 5, 0)];
         keys.sort();
         let order: Vec<i64> = keys.iter().map(|k| id_from(k).unwrap().0).collect();
         assert_eq!(order, [5, 4, 2, 0, 1, 3, 6]);
@@ -79,9 +79,8 @@ mod tests {
 
     #[test]
     fn timed_keys_sort_by_time() {
-        let mut keys =
-            vec![timed(Timestamp(10), JobId(1)), timed(Timestamp(-5), JobId(2)), timed(Timestamp(10), JobId(0))];
-        keys.sort();
+        let mut keys = [timed(Timestamp(10), JobId(1)), timed(Timestamp(-5), JobId(2)), timed(Timestamp(10), JobId(0))];
+        keys.sort_unstable();
         let order: Vec<i64> = keys.iter().map(|k| id_from(k).unwrap().0).collect();
         assert_eq!(order, [2, 0, 1]);
         assert!(timed(Timestamp(10), JobId(i64::MAX)).as_slice() < timed_upper(Timestamp(10)).as_slice());

@@ -7,17 +7,50 @@
 //! carries this crate's format marker is the real directory opened.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use durable_jobs_store::{StoreError, StoreErrorKind};
 
 use crate::error::store_error;
-use crate::SledOptions;
+use crate::tx::MAX_ID_KEY;
+use crate::{keys, SledOptions};
 
 /// The meta-tree key naming the layout of the other trees.
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
 /// The layout this version reads and writes.
 pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/1";
+
+/// Beside the database: the highest job id at the last clean close (8 bytes, big-endian).
+const MARK_FILE: &str = "durable-jobs.mark";
+const MARK_TMP: &str = "durable-jobs.mark.tmp";
+
+/// Records `max_id` (as stored in the meta tree) in the mark file; best effort, atomic rename.
+pub(crate) fn write_mark(path: &Path, max_id: &[u8]) {
+    let tmp = path.join(MARK_TMP);
+    if std::fs::write(&tmp, max_id).is_ok() {
+        let _ = std::fs::rename(&tmp, path.join(MARK_FILE));
+    }
+}
+
+/// Fails if `db` holds fewer jobs than it had at its last clean close: sled 0.34 recovers a
+/// truncated or damaged log as if it were a crash-torn tail, silently dropping what followed.
+fn check_mark(path: &Path, db: &sled::Db) -> Result<(), StoreError> {
+    let Ok(mark) = std::fs::read(path.join(MARK_FILE)) else { return Ok(()) };
+    let Some(recorded) = keys::id_from(&mark) else { return Ok(()) };
+    let stored = db.open_tree("meta").and_then(|m| m.get(MAX_ID_KEY)).map_err(|e| store_error("read meta", e))?;
+    let stored = stored.and_then(|v| keys::id_from(&v));
+    if stored.is_none_or(|s| s < recorded) {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
+                "sled: {} lost data: its highest job id is {} but was {recorded} when it was last closed",
+                path.display(),
+                stored.map_or_else(|| "missing".to_owned(), |s| s.to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// What the directory holds before opening.
 enum Found {
@@ -37,6 +70,7 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, Store
         }
     }
     let db = open_guarded(path, options)?;
+    check_mark(path, &db)?;
     match db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read format marker", e))? {
         Some(v) if v == FORMAT => Ok(db),
         Some(v) => Err(StoreError::new(
@@ -86,7 +120,7 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
         let name = name.to_string_lossy();
         match &*name {
             "db" => has_db = true,
-            "conf" | "blobs" => {}
+            "conf" | "blobs" | MARK_FILE | MARK_TMP => {}
             n if n.starts_with("snap.") => {}
             _ => {
                 return Err(StoreError::new(
@@ -101,15 +135,23 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
 
 /// sled takes an exclusive lock on its `db` file; another holder means another process (or
 /// another `SledStore` in this one) has the database open.
+///
+/// A store dropped a moment ago may still be closing (sled's I/O threads release the file
+/// after `drop` returns), so a held lock is retried for up to 2 s before it counts.
 fn refuse_if_locked(path: &Path) -> Result<(), StoreError> {
     let file = std::fs::File::open(path.join("db")).map_err(|e| {
         StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot read {}: {e}", path.display()), e)
     })?;
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(already_open(path)),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot lock {}: {e}", path.display()), e))
+    let give_up = Instant::now() + Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() >= give_up => return Err(already_open(path)),
+            Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                let message = format!("sled: cannot lock {}: {e}", path.display());
+                return Err(StoreError::with_source(StoreErrorKind::Io, message, e));
+            }
         }
     }
 }
@@ -152,13 +194,20 @@ fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
         .map_err(|e| io("create verify copy", e))?;
     copy_dir(path, copy.path()).map_err(|e| io("copy for verification", e))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let (copy_path, opts) = (copy.path().to_path_buf(), options.clone());
+    let (copy_path, opts, original) = (copy.path().to_path_buf(), options.clone(), path.to_path_buf());
     std::thread::Builder::new()
         .name("dj-sled-verify".into())
         .spawn(move || {
             let verdict = open_guarded(&copy_path, &opts).and_then(|db| {
                 let marker =
                     db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read copy", e))?;
+                if marker.is_some() {
+                    // The mark file was copied too; the message names the original.
+                    check_mark(&copy_path, &db).map_err(|e| {
+                        let message = e.message().replace(&*copy_path.to_string_lossy(), &original.to_string_lossy());
+                        StoreError::new(e.kind(), message)
+                    })?;
+                }
                 Ok(marker.is_some())
             });
             let _ = tx.send(verdict);

@@ -14,7 +14,7 @@ use sled::Tree;
 
 use crate::error::{store_error, transaction_error};
 use crate::flush::GroupFlush;
-use crate::tx::{Tx, TxError};
+use crate::tx::{Tx, TxError, MAX_ID_KEY};
 use crate::{codec, keys, open, SledOptions};
 
 /// A [`Store`] in a sled 0.34 directory.
@@ -42,6 +42,7 @@ pub struct SledStore {
     wake: Tree,
     unique: Tree,
     checkpoints: Tree,
+    meta: Tree,
     write_lock: Mutex<()>,
     flush: GroupFlush,
 }
@@ -81,6 +82,7 @@ impl SledStore {
             wake: tree("wake")?,
             unique: tree("unique")?,
             checkpoints: tree("checkpoints")?,
+            meta: tree("meta")?,
             db,
             path,
             write_lock: Mutex::new(()),
@@ -98,10 +100,10 @@ impl SledStore {
     fn write<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
         let (out, seq) = {
             let _writer = self.write_lock.lock();
-            let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints);
+            let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
             let out = trees
-                .transaction(|(jobs, claim, lease, wake, unique, checkpoints)| {
-                    f(&Tx { jobs, claim, lease, wake, unique, checkpoints })
+                .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
+                    f(&Tx { jobs, claim, lease, wake, unique, checkpoints, meta })
                 })
                 .map_err(|e| transaction_error(what, e))?;
             (out, self.flush.committed())
@@ -134,13 +136,6 @@ impl SledStore {
         found.sort();
         Ok(found.into_iter().take(req.limit).map(|(_, id)| id).collect())
     }
-
-    fn decode_all<'a>(
-        &self,
-        iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
-    ) -> impl Iterator<Item = Result<JobRecord, StoreError>> + 'a {
-        iter.map(|entry| entry.map_err(|e| store_error("scan jobs", e)).and_then(|(_, v)| codec::decode_job(&v)))
-    }
 }
 
 impl Store for SledStore {
@@ -160,6 +155,7 @@ impl Store for SledStore {
                     continue;
                 }
                 tx.save(None, &transition::new_record(id, new))?;
+                tx.raise_max_id(id)?;
                 out.push(Enqueued::New(id));
             }
             Ok(out)
@@ -172,15 +168,15 @@ impl Store for SledStore {
         }
         // Scanned outside the transaction (sled transactions cannot scan) but under the write
         // lock, so nothing changes between the scan and the claim.
-        let _writer = self.write_lock.lock();
+        let writer = self.write_lock.lock();
         let ids = self.candidates(req)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints);
+        let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
         let claimed = trees
-            .transaction(|(jobs, claim, lease, wake, unique, checkpoints)| {
-                let tx = Tx { jobs, claim, lease, wake, unique, checkpoints };
+            .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
+                let tx = Tx { jobs, claim, lease, wake, unique, checkpoints, meta };
                 let mut claimed = Vec::with_capacity(ids.len());
                 for &id in &ids {
                     let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
@@ -192,7 +188,7 @@ impl Store for SledStore {
             })
             .map_err(|e| transaction_error("claim", e))?;
         let seq = self.flush.committed();
-        drop(_writer);
+        drop(writer);
         self.flush.wait_durable(&self.db, seq)?;
         Ok(claimed)
     }
@@ -309,7 +305,7 @@ impl Store for SledStore {
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let mut out = Vec::new();
         let mut skipped = 0;
-        for job in self.decode_all(self.jobs.iter()) {
+        for job in decode_all(self.jobs.iter()) {
             if out.len() == filter.limit {
                 break;
             }
@@ -327,9 +323,28 @@ impl Store for SledStore {
     }
 
     fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let jobs = self.decode_all(self.jobs.iter()).collect::<Result<Vec<_>, _>>()?;
+        let jobs = decode_all(self.jobs.iter()).collect::<Result<Vec<_>, _>>()?;
         Ok(count_by_queue_and_status(jobs.iter()))
     }
+}
+
+impl Drop for SledStore {
+    /// Flushes, and records the highest job id beside the database so that a later open can
+    /// tell a database that lost acknowledged data from a healthy one.
+    fn drop(&mut self) {
+        let _writer = self.write_lock.lock();
+        if self.db.flush().is_ok() {
+            if let Ok(Some(max)) = self.meta.get(MAX_ID_KEY) {
+                open::write_mark(&self.path, &max);
+            }
+        }
+    }
+}
+
+fn decode_all(
+    iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> impl Iterator<Item = Result<JobRecord, StoreError>> {
+    iter.map(|entry| entry.map_err(|e| store_error("scan jobs", e)).and_then(|(_, v)| codec::decode_job(&v)))
 }
 
 /// The ids in a time index with a time at or before `at`.

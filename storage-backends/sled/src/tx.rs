@@ -5,6 +5,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::{codec, keys};
 
+/// The meta-tree key of the highest job id ever inserted.
+pub(crate) const MAX_ID_KEY: &[u8] = b"max_id";
+
 /// An error inside a transaction closure.
 pub(crate) type TxError = ConflictableTransactionError<StoreError>;
 
@@ -16,6 +19,7 @@ pub(crate) struct Tx<'a> {
     pub(crate) wake: &'a TransactionalTree,
     pub(crate) unique: &'a TransactionalTree,
     pub(crate) checkpoints: &'a TransactionalTree,
+    pub(crate) meta: &'a TransactionalTree,
 }
 
 fn abort(e: StoreError) -> TxError {
@@ -83,6 +87,15 @@ impl Tx<'_> {
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.remove(key.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Raises the stored highest job id to `id` (it never goes down, whatever is deleted).
+    pub(crate) fn raise_max_id(&self, id: JobId) -> Result<(), TxError> {
+        let current = self.meta.get(MAX_ID_KEY)?.and_then(|v| keys::id_from(&v));
+        if current.is_none_or(|c| c < id) {
+            self.meta.insert(MAX_ID_KEY, &keys::id(id))?;
         }
         Ok(())
     }

@@ -1,0 +1,128 @@
+//! What is specific to the sled store: one process per directory, damaged directories.
+
+#![allow(clippy::unwrap_used)] // helpers shared by the tests
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use durable_jobs_sled::{SledOptions, SledStore};
+use durable_jobs_store::conformance::{insert, job};
+use durable_jobs_store::{JobFilter, Store, StoreErrorKind};
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn database_with_jobs(dir: &Path) -> PathBuf {
+    let path = dir.join("jobs");
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(insert(&store, &vec![job("a"); 500]).len(), 500);
+    path
+}
+
+fn options() -> SledOptions {
+    SledOptions::new().open_timeout(Duration::from_secs(10))
+}
+
+#[test]
+fn a_second_open_is_refused_not_hung() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs");
+    let store = SledStore::open(&path).unwrap();
+    let err = SledStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::AlreadyOpen, "{err}");
+    assert!(err.to_string().contains("one process at a time"), "{err}");
+    insert(&store, &[job("a")]);
+    drop(store);
+    let reopened = SledStore::open(&path).unwrap();
+    assert_eq!(reopened.list(&JobFilter::default()).unwrap().len(), 1);
+}
+
+/// Each kind of damage is refused with a clear error, and the directory is byte-identical.
+#[test]
+fn damaged_directories_are_refused_and_left_untouched() {
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 6] = [
+        ("db replaced with garbage", |p| {
+            let len = std::fs::metadata(p.join("db")).unwrap().len() as usize;
+            std::fs::write(p.join("db"), (0..len).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+        }),
+        ("db truncated", |p| {
+            let bytes = std::fs::read(p.join("db")).unwrap();
+            std::fs::write(p.join("db"), &bytes[..bytes.len() / 2]).unwrap();
+        }),
+        ("db overwritten in the middle", |p| {
+            let mut bytes = std::fs::read(p.join("db")).unwrap();
+            let n = bytes.len();
+            bytes[n / 3..n / 3 + 4096].fill(0xAB);
+            std::fs::write(p.join("db"), bytes).unwrap();
+        }),
+        ("conf replaced with garbage", |p| std::fs::write(p.join("conf"), b"garbage garbage garbage").unwrap()),
+        ("a foreign file in the directory", |p| std::fs::write(p.join("notes.txt"), b"hello").unwrap()),
+        ("db emptied", |p| std::fs::write(p.join("db"), b"").unwrap()),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_with_jobs(dir.path());
+        damage(&path);
+        let before = snapshot(dir.path());
+        assert!(!before.is_empty());
+        let result = SledStore::open_with(&path, options());
+        match result {
+            Ok(store) => {
+                panic!("{what}: opened with {} jobs", store.list(&JobFilter::new().limit(1000)).unwrap().len())
+            }
+            Err(e) => assert!(matches!(e.kind(), StoreErrorKind::Corrupt | StoreErrorKind::Other), "{what}: {e}"),
+        }
+        assert!(snapshot(dir.path()) == before, "{what}: the directory changed");
+    }
+}
+
+#[test]
+fn a_file_or_a_foreign_sled_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = SledStore::open(&file).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+
+    let foreign = dir.path().join("foreign");
+    {
+        let db = sled::open(&foreign).unwrap();
+        db.insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+    }
+    let before = snapshot(&foreign);
+    let err = SledStore::open(&foreign).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("no durable-jobs data"), "{err}");
+    assert!(snapshot(&foreign) == before, "the foreign database changed");
+}
+
+#[test]
+fn a_healthy_database_reopens_with_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_with_jobs(dir.path());
+    let store = SledStore::open_with(&path, options()).unwrap();
+    assert_eq!(store.list(&JobFilter::new().limit(1000)).unwrap().len(), 500);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, ["jobs"], "the verification copy is removed");
+    let unverified = SledOptions::new().verify_on_open(false);
+    drop(store);
+    assert_eq!(SledStore::open_with(&path, unverified).unwrap().list(&JobFilter::default()).unwrap().len(), 100);
+}
