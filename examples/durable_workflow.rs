@@ -6,6 +6,7 @@
 //! cargo run --release --example durable_workflow -- --seed 7
 //! cargo run --release --example durable_workflow -- --db orders.db --crash-after-step 2
 //! cargo run --release --example durable_workflow -- --db orders.db     # resumes ORD-001 at step 3
+//! cargo run --release --features sled --example durable_workflow -- --store sled
 //! ```
 
 use std::path::PathBuf;
@@ -13,8 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use durable_jobs::sqlite::SqliteStore;
-use durable_jobs::{call, BoxError, Error, JobContext, JobId, JobOptions, JobStatus, Queue};
+use durable_jobs::{call, BoxError, Error, JobContext, JobId, JobOptions, JobStatus, Queue, Store};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
@@ -23,7 +23,11 @@ struct Args {
     /// Seed for the simulated payment failures (default: random, printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Database file to use and keep (default: a fresh temporary file).
+    /// Storage backend: sqlite or sled (sled needs `--features sled`).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "sled"])]
+    store: String,
+    /// Database to use and keep: a file for sqlite, a directory for sled (default: a fresh
+    /// temporary one).
     #[arg(long)]
     db: Option<PathBuf>,
     /// Abort the process right after step K (1-4) of ORD-001 is checkpointed, to show recovery.
@@ -71,9 +75,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
     let temp = tempfile::tempdir()?;
     let path = args.db.clone().unwrap_or_else(|| temp.path().join("orders.db"));
-    println!("Database {} (seed {seed}; rerun with --seed {seed} for the same failures)\n", path.display());
+    println!(
+        "Database {} on {} (seed {seed}; rerun with --seed {seed} for the same failures)\n",
+        path.display(),
+        args.store
+    );
 
-    let queue = Queue::new(SqliteStore::open(&path)?);
+    let queue = Queue::new(open_store(&args.store, &path)?);
     register_steps(&queue, seed, args.failure_rate)?;
     let crash_after = args.crash_after_step;
     queue.register("process-order", move |ctx: &JobContext, order: Order| process_order(ctx, &order, crash_after))?;
@@ -112,6 +120,16 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     }
     worker.shutdown();
     print_summary(&queue, &orders, &ids)
+}
+
+fn open_store(kind: &str, path: &std::path::Path) -> Result<Box<dyn Store>, Box<dyn std::error::Error>> {
+    match kind {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Box::new(durable_jobs::sqlite::SqliteStore::open(path)?)),
+        #[cfg(feature = "sled")]
+        "sled" => Ok(Box::new(durable_jobs::sled::SledStore::open(path)?)),
+        other => Err(format!("this build has no {other} store: rebuild with `--features {other}`").into()),
+    }
 }
 
 fn register_steps(queue: &Queue, seed: u64, failure_rate: f64) -> Result<(), Error> {

@@ -7,16 +7,15 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use durable_jobs::{call, JobContext, JobOptions, Queue};
-//! use durable_jobs::sqlite::SqliteStore;
+//! use durable_jobs::{call, JobContext, JobOptions, MemoryStore, Queue};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct Order { id: String, cents: u64 }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let dir = tempfile::tempdir()?;
-//!     let queue = Queue::new(SqliteStore::open(dir.path().join("jobs.db"))?);
+//!     // In a program: `durable_jobs::sqlite::SqliteStore::open("jobs.db")?` (or the sled store).
+//!     let queue = Queue::new(MemoryStore::new());
 //!     queue.register("charge", |_: &JobContext, order: Order| -> Result<String, std::io::Error> {
 //!         Ok(format!("txn-{}-{}", order.id, order.cents))
 //!     })?;
@@ -78,12 +77,18 @@ pub mod sqlite {
     pub use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 }
 
+/// The sled store (feature `sled`).
+#[cfg(feature = "sled")]
+pub mod sled {
+    pub use durable_jobs_sled::{SledOptions, SledStore};
+}
+
 /// The storage contract, for writing or testing backends.
 pub mod store {
     pub use durable_jobs_store::*;
 }
 
 /// Compiles the README's code.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

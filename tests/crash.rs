@@ -4,7 +4,9 @@
 //! completed and that no step whose checkpoint had committed ran again. Two worker processes
 //! share the database file for the final stretch.
 //!
-//! `DJ_CRASH_SEED=<n>` replays a run; the seed is printed on failure.
+//! `DJ_CRASH_SEED=<n>` replays a run; the seed is printed on failure. Runs on every enabled
+//! backend; two worker processes share the database at the end where the backend allows it
+//! (SQLite; a sled directory belongs to one process).
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -13,33 +15,53 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use durable_jobs::sqlite::SqliteStore;
-use durable_jobs::{call, Error, JobContext, JobFilter, JobOptions, JobStatus, Queue};
+use durable_jobs::{call, Error, JobContext, JobFilter, JobOptions, JobStatus, Queue, Store};
 
 const WORKFLOWS: u32 = 30;
 const KILLS: u32 = 5;
 const STEPS: [&str; 3] = ["s1", "s2", "s3"];
 const CHILD_ENV: &str = "DJ_CRASH_CHILD";
+const STORE_ENV: &str = "DJ_CRASH_STORE";
+
+/// The enabled backends: name, and how many worker processes may share one database.
+const BACKENDS: &[(&str, usize)] = &[
+    #[cfg(feature = "sqlite")]
+    ("sqlite", 2),
+    #[cfg(feature = "sled")]
+    ("sled", 1),
+];
 
 fn main() -> ExitCode {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        return child(Path::new(&dir));
+    if let (Ok(dir), Ok(backend)) = (std::env::var(CHILD_ENV), std::env::var(STORE_ENV)) {
+        return child(&backend, Path::new(&dir));
     }
     let seed = std::env::var("DJ_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    match parent(seed) {
-        Ok(summary) => {
-            println!("crash test passed (seed {seed}): {summary}");
-            ExitCode::SUCCESS
+    let mut failed = false;
+    for &(backend, workers) in BACKENDS {
+        match parent(backend, workers, seed) {
+            Ok(summary) => println!("crash test on {backend} passed (seed {seed}): {summary}"),
+            Err(e) => {
+                eprintln!("crash test on {backend} FAILED with seed {seed} (rerun with DJ_CRASH_SEED={seed}):\n{e}");
+                failed = true;
+            }
         }
-        Err(e) => {
-            eprintln!("crash test FAILED with seed {seed} (rerun with DJ_CRASH_SEED={seed}):\n{e}");
-            ExitCode::FAILURE
-        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-fn db_path(dir: &Path) -> PathBuf {
-    dir.join("jobs.db")
+fn open_store(backend: &str, dir: &Path) -> Result<Box<dyn Store>, String> {
+    let store: Box<dyn Store> = match backend {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Box::new(durable_jobs::sqlite::SqliteStore::open(dir.join("jobs.db")).map_err(|e| e.to_string())?),
+        #[cfg(feature = "sled")]
+        "sled" => Box::new(durable_jobs::sled::SledStore::open(dir.join("jobs")).map_err(|e| e.to_string())?),
+        other => return Err(format!("unknown backend {other}")),
+    };
+    Ok(store)
 }
 
 fn ledger_path(dir: &Path) -> PathBuf {
@@ -53,9 +75,9 @@ fn record(dir: &Path, line: &str) {
 }
 
 /// The worker process: runs workflows until all are completed (exit 0) or it is killed.
-fn child(dir: &Path) -> ExitCode {
+fn child(backend: &str, dir: &Path) -> ExitCode {
     let pid = std::process::id();
-    let queue = Queue::new(SqliteStore::open(db_path(dir)).expect("child: open store"));
+    let queue = Queue::new(open_store(backend, dir).expect("child: open store"));
     for step in STEPS {
         let d = dir.to_path_buf();
         queue
@@ -88,23 +110,27 @@ fn child(dir: &Path) -> ExitCode {
     }
 }
 
-fn spawn_child(dir: &Path) -> Result<std::process::Child, String> {
+fn spawn_child(backend: &str, dir: &Path) -> Result<std::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    Command::new(exe).env(CHILD_ENV, dir).spawn().map_err(|e| format!("spawn child: {e}"))
+    let mut command = Command::new(exe);
+    command.env(CHILD_ENV, dir).env(STORE_ENV, backend);
+    command.spawn().map_err(|e| format!("spawn child: {e}"))
 }
 
-fn parent(seed: u64) -> Result<String, String> {
+fn parent(backend: &str, workers: usize, seed: u64) -> Result<String, String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let queue = Queue::new(SqliteStore::open(db_path(dir.path())).map_err(|e| e.to_string())?);
-    for n in 0..WORKFLOWS {
-        queue
-            .enqueue_raw("flow", n.to_string().as_bytes(), JobOptions::new().retries(20))
-            .map_err(|e| e.to_string())?;
+    {
+        // Closed before the workers start: a sled directory admits one process.
+        let queue = Queue::new(open_store(backend, dir.path())?);
+        for n in 0..WORKFLOWS {
+            let options = JobOptions::new().retries(20);
+            queue.enqueue_raw("flow", n.to_string().as_bytes(), options).map_err(|e| e.to_string())?;
+        }
     }
     let mut kills = 0;
     while kills < KILLS {
-        let mut child = spawn_child(dir.path())?;
+        let mut child = spawn_child(backend, dir.path())?;
         std::thread::sleep(Duration::from_millis(rng.u64(300..900)));
         if child.try_wait().map_err(|e| e.to_string())?.is_some() {
             return Err(format!("the worker finished everything after only {kills} kills; the workload is too small"));
@@ -113,8 +139,9 @@ fn parent(seed: u64) -> Result<String, String> {
         child.wait().map_err(|e| e.to_string())?;
         kills += 1;
     }
-    // Two worker processes on one file finish the work: no error may reach either of them.
-    let mut last = [spawn_child(dir.path())?, spawn_child(dir.path())?];
+    // The last workers finish the work (two processes on one SQLite file): no error may reach
+    // any of them.
+    let mut last = (0..workers).map(|_| spawn_child(backend, dir.path())).collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     for child in &mut last {
         let status = loop {
@@ -131,6 +158,7 @@ fn parent(seed: u64) -> Result<String, String> {
             return Err(format!("a last worker exited with {status}"));
         }
     }
+    let queue = Queue::new(open_store(backend, dir.path())?);
     check(&queue, dir.path(), kills)
 }
 

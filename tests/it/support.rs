@@ -38,29 +38,58 @@ impl Backend for Memory {
     }
 }
 
+/// Every handle opens the file again, as another process would.
+#[cfg(feature = "sqlite")]
 pub struct Sqlite(tempfile::TempDir);
 
+#[cfg(feature = "sqlite")]
 impl Sqlite {
     pub fn new() -> Self {
         Sqlite(tempfile::tempdir().expect("tempdir"))
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl Backend for Sqlite {
     fn store(&self) -> Box<dyn Store> {
         Box::new(durable_jobs::sqlite::SqliteStore::open(self.0.path().join("jobs.db")).expect("open sqlite"))
     }
 }
 
-/// Expands each listed `fn name(db: &dyn Backend)` into one `#[test]` per backend.
+/// One process may open a sled directory, so every handle shares one store.
+#[cfg(feature = "sled")]
+pub struct Sled(Arc<durable_jobs::sled::SledStore>, #[allow(dead_code)] tempfile::TempDir);
+
+#[cfg(feature = "sled")]
+impl Sled {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = durable_jobs::sled::SledStore::open(dir.path().join("jobs")).expect("open sled");
+        Sled(Arc::new(store), dir)
+    }
+}
+
+#[cfg(feature = "sled")]
+impl Backend for Sled {
+    fn store(&self) -> Box<dyn Store> {
+        Box::new(self.0.clone())
+    }
+}
+
+/// Expands each listed `fn name(db: &dyn Backend)` into one `#[test]` per enabled backend.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $( #[test] fn $name() { super::$name(&$crate::support::Memory::new()); } )*
         }
+        #[cfg(feature = "sqlite")]
         mod sqlite {
             $( #[test] fn $name() { super::$name(&$crate::support::Sqlite::new()); } )*
+        }
+        #[cfg(feature = "sled")]
+        mod sled {
+            $( #[test] fn $name() { super::$name(&$crate::support::Sled::new()); } )*
         }
     };
 }
