@@ -24,6 +24,8 @@ struct State {
     durable: u64,
     /// A flush is running.
     flushing: bool,
+    /// Flushes done, for tests and diagnostics.
+    flushes: u64,
 }
 
 impl GroupFlush {
@@ -52,6 +54,7 @@ impl GroupFlush {
             let result = db.flush();
             st = self.state.lock();
             st.flushing = false;
+            st.flushes += 1;
             if result.is_ok() {
                 st.durable = st.durable.max(target);
             }
@@ -60,5 +63,26 @@ impl GroupFlush {
                 return Err(store_error("flush", e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_flush_serves_every_write_committed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let group = GroupFlush::default();
+        let seqs: Vec<u64> = (0..5).map(|_| group.committed()).collect();
+        group.wait_durable(&db, seqs[4]).unwrap();
+        for &seq in &seqs {
+            group.wait_durable(&db, seq).unwrap();
+        }
+        assert_eq!(group.state.lock().flushes, 1, "five writes, one flush");
+        let later = group.committed();
+        group.wait_durable(&db, later).unwrap();
+        assert_eq!(group.state.lock().flushes, 2, "a write after the flush needs its own");
     }
 }
