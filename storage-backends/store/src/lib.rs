@@ -48,6 +48,8 @@ pub mod transition;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "faults")]
+pub mod faulty;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{count_by_queue_and_status, lease_expired_message, MemoryStore};

@@ -1,0 +1,222 @@
+//! `FaultyStore`: a store that fails on purpose, for testing what sits on top of a store.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::{
+    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
+    StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
+};
+
+/// Which calls fail, counting every call from 1 (of any method, from any thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Call `n` fails without reaching the inner store; later calls work.
+    FailOnce(u64),
+    /// Every call from `n` on fails without reaching the inner store.
+    FailFrom(u64),
+    /// Call `n` reaches the inner store (and commits), then reports an error: a lost
+    /// acknowledgement.
+    ErrorAfterCommit(u64),
+    /// Call `n` blocks until [`FaultyStore::heal`] is called, then goes through.
+    HangAt(u64),
+}
+
+/// Wraps a store and injects one [`Fault`], like SQLite's I/O-error test loops: forward every
+/// method, fail where told.
+///
+/// ```
+/// use durable_jobs_store::faulty::{Fault, FaultyStore};
+/// use durable_jobs_store::{JobFilter, MemoryStore, Store};
+///
+/// let store = FaultyStore::new(MemoryStore::new());
+/// store.inject(Fault::FailOnce(1));
+/// assert!(store.list(&JobFilter::default()).is_err());
+/// assert!(store.list(&JobFilter::default()).is_ok());
+/// assert_eq!(store.calls(), 2);
+/// ```
+pub struct FaultyStore<S> {
+    inner: S,
+    calls: AtomicU64,
+    plan: Mutex<Plan>,
+    healed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    fault: Option<Fault>,
+    /// Calls that failed (or hung) because of the fault.
+    hits: u64,
+}
+
+impl<S: fmt::Debug> fmt::Debug for FaultyStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("inner", &self.inner)
+            .field("fault", &self.plan.lock().fault)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one call should do.
+enum Verdict {
+    Pass,
+    Fail,
+    FailAfter,
+}
+
+impl<S: Store> FaultyStore<S> {
+    /// Wraps `inner` with no fault.
+    pub fn new(inner: S) -> Self {
+        FaultyStore { inner, calls: AtomicU64::new(0), plan: Mutex::new(Plan::default()), healed: Condvar::new() }
+    }
+
+    /// Sets the fault (replacing any earlier one). Call numbers count from the store's first
+    /// call, not from now.
+    pub fn inject(&self, fault: Fault) {
+        self.plan.lock().fault = Some(fault);
+    }
+
+    /// Removes the fault and releases calls hanging on it.
+    pub fn heal(&self) {
+        self.plan.lock().fault = None;
+        self.healed.notify_all();
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls the fault has hit so far.
+    pub fn hits(&self) -> u64 {
+        self.plan.lock().hits
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn verdict(&self) -> Verdict {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut plan = self.plan.lock();
+        let verdict = match plan.fault {
+            Some(Fault::FailOnce(k)) if k == n => Verdict::Fail,
+            Some(Fault::FailFrom(k)) if n >= k => Verdict::Fail,
+            Some(Fault::ErrorAfterCommit(k)) if k == n => Verdict::FailAfter,
+            Some(Fault::HangAt(k)) if k == n => {
+                plan.hits += 1;
+                while plan.fault == Some(Fault::HangAt(k)) {
+                    self.healed.wait(&mut plan);
+                }
+                return Verdict::Pass;
+            }
+            _ => Verdict::Pass,
+        };
+        if !matches!(verdict, Verdict::Pass) {
+            plan.hits += 1;
+        }
+        verdict
+    }
+
+    fn call<T>(&self, method: &str, f: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let injected =
+            |when: &str| StoreError::new(StoreErrorKind::Io, format!("injected fault: {method} failed {when}"));
+        match self.verdict() {
+            Verdict::Pass => f(&self.inner),
+            Verdict::Fail => Err(injected("before reaching the store")),
+            Verdict::FailAfter => f(&self.inner).and_then(|_| Err(injected("after it committed"))),
+        }
+    }
+}
+
+impl<S: Store> Store for FaultyStore<S> {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        self.call("enqueue", |s| s.enqueue(jobs))
+    }
+    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.call("claim", |s| s.claim(req))
+    }
+    fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.call("commit", |s| s.commit(worker, now, writes))
+    }
+    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+        self.call("renew", |s| s.renew(worker, jobs, lease_until))
+    }
+    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
+        self.call("release", |s| s.release(worker, jobs, now))
+    }
+    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
+        self.call("reclaim_expired", |s| s.reclaim_expired(now))
+    }
+    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.call("wake_due", |s| s.wake_due(now))
+    }
+    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
+        self.call("checkpoints", |s| s.checkpoints(job))
+    }
+    fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.call("get", |s| s.get(job))
+    }
+    fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.call("list", |s| s.list(filter))
+    }
+    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.call("counts", Store::counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn job() -> NewJob {
+        NewJob {
+            queue: "q".into(),
+            name: "n".into(),
+            args: b"1".to_vec(),
+            priority: 0,
+            run_at: Timestamp(0),
+            max_attempts: 1,
+            unique_key: None,
+            timeout: None,
+            retry_policy: None,
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn faults_hit_the_numbered_calls() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inject(Fault::ErrorAfterCommit(1));
+        let err = store.enqueue(&[job()]).unwrap_err();
+        assert!(err.is_retryable() && err.message().contains("after it committed"), "{err}");
+        assert_eq!(store.inner().list(&JobFilter::default()).unwrap().len(), 1, "the write did happen");
+        store.inject(Fault::FailFrom(3));
+        assert!(store.enqueue(&[job()]).is_ok());
+        assert!(store.enqueue(&[job()]).is_err());
+        assert!(store.counts().is_err());
+        assert_eq!(store.inner().list(&JobFilter::default()).unwrap().len(), 2, "failed calls did not reach the store");
+        store.heal();
+        assert!(store.counts().is_ok());
+        assert_eq!((store.calls(), store.hits()), (5, 3));
+    }
+
+    #[test]
+    fn a_hung_call_waits_for_heal() {
+        let store = std::sync::Arc::new(FaultyStore::new(MemoryStore::new()));
+        store.inject(Fault::HangAt(1));
+        let s = store.clone();
+        let call = std::thread::spawn(move || s.enqueue(&[job()]));
+        while store.hits() == 0 {
+            std::thread::yield_now();
+        }
+        assert!(!call.is_finished());
+        store.heal();
+        assert!(call.join().unwrap().is_ok());
+    }
+}
