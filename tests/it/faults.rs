@@ -77,7 +77,7 @@ fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
         let info = loop {
             match queue.wait(id, PATIENCE) {
                 Ok(info) => break info,
-                Err(Error::Store(_)) if started.elapsed() < PATIENCE => continue,
+                Err(Error::Store(_)) if started.elapsed() < PATIENCE => {}
                 Err(e) => panic!("{fault:?}: job {id}: {e}"),
             }
         };
