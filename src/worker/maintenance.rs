@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use durable_jobs_store::Timestamp;
 
 use super::WorkerShared;
 
@@ -11,13 +12,17 @@ pub(crate) fn run(shared: &WorkerShared, stop: &Receiver<()>) {
     let reap_every = (shared.lease / 2).min(Duration::from_secs(1));
     let mut next_heartbeat = Instant::now() + heartbeat_every;
     let mut next_reap = Instant::now();
+    let mut clock = ClockWatch::new(shared);
     loop {
         match stop.recv_deadline(next_heartbeat.min(next_reap)) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        if now >= next_heartbeat {
+        // After a wall-clock jump our own leases may look expired: renew them before reaping,
+        // so that the reaper does not take jobs from the living.
+        let jumped = clock.jumped(shared);
+        if jumped || now >= next_heartbeat {
             heartbeat(shared);
             next_heartbeat = now + heartbeat_every;
         }
@@ -25,6 +30,31 @@ pub(crate) fn run(shared: &WorkerShared, stop: &Receiver<()>) {
             reap(shared);
             next_reap = now + reap_every;
         }
+    }
+}
+
+/// Notices when the wall clock moves differently from the monotonic clock.
+struct ClockWatch {
+    mono: Instant,
+    wall: Timestamp,
+    tolerance: Duration,
+}
+
+impl ClockWatch {
+    fn new(shared: &WorkerShared) -> Self {
+        ClockWatch { mono: Instant::now(), wall: shared.queue.now(), tolerance: shared.lease / 4 }
+    }
+
+    fn jumped(&mut self, shared: &WorkerShared) -> bool {
+        let (mono, wall) = (Instant::now(), shared.queue.now());
+        let expected = i64::try_from(mono.duration_since(self.mono).as_micros()).unwrap_or(i64::MAX);
+        let drift = wall.0.saturating_sub(self.wall.0).saturating_sub(expected);
+        (self.mono, self.wall) = (mono, wall);
+        let jumped = drift.unsigned_abs() > u64::try_from(self.tolerance.as_micros()).unwrap_or(u64::MAX);
+        if jumped {
+            tracing::warn!(drift_us = drift, "the wall clock jumped; renewing leases before reaping");
+        }
+        jumped
     }
 }
 

@@ -7,6 +7,7 @@
 mod support;
 
 mod bad_input;
+mod clock;
 mod faults;
 mod inspection;
 mod leases;
