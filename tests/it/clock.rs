@@ -52,7 +52,7 @@ pub fn clock_jumps_cause_no_double_execution(db: &dyn Backend) {
             Ok(())
         })
         .unwrap();
-    let ids = queue.enqueue_batch("flow", &vec![(); 40], JobOptions::new()).unwrap();
+    let ids = queue.enqueue_batch("flow", &[(); 40], JobOptions::new()).unwrap();
     let worker = queue.worker().concurrency(2).lease(Duration::from_secs(1)).start().unwrap();
     for jump in [10, -5, 3600, 30, -20, 100] {
         std::thread::sleep(Duration::from_millis(150));
