@@ -43,6 +43,67 @@ pub(crate) fn open_connection(path: &Path, options: &SqliteOptions, writer: bool
         }
     }
     conn.pragma_update(None, "synchronous", options.durability.pragma()).context("set synchronous")?;
+    if let (true, Some(bytes)) = (writer, options.max_size) {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).context("read page size")?;
+        let pages = (bytes / page_size.unsigned_abs().max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).context("set max size")?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Refuses, without letting SQLite touch it, a file that is not a SQLite database or is shorter
+/// than its header says (truncated).
+pub(crate) fn check_header(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let corrupt = |why: String| StoreError::new(StoreErrorKind::Corrupt, format!("sqlite: {}: {why}", path.display()));
+    let io = |e: std::io::Error| {
+        StoreError::with_source(StoreErrorKind::Io, format!("sqlite: cannot read {}: {e}", path.display()), e)
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        return Ok(()); // a new database
+    }
+    let mut header = [0u8; 100];
+    if len < 100 {
+        return Err(corrupt(format!("{len} bytes is too short for a database")));
+    }
+    file.read_exact(&mut header).map_err(io)?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(corrupt("not a SQLite database (bad header)".into()));
+    }
+    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    if page_size < 512 || !page_size.is_power_of_two() {
+        return Err(corrupt(format!("invalid page size {page_size}")));
+    }
+    // The in-header page count is valid when the change counter matches version-valid-for.
+    let pages = u64::from(be32(28));
+    if pages > 0 && be32(24) == be32(92) && len < pages * page_size {
+        return Err(corrupt(format!(
+            "truncated: the header says {pages} pages of {page_size} bytes, the file has {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `PRAGMA quick_check` on a read-only connection (which never writes the file).
+pub(crate) fn quick_check(path: &Path, options: &SqliteOptions) -> Result<(), StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).context("open for checking")?;
+    conn.busy_timeout(options.busy_timeout).context("set busy timeout")?;
+    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).context("quick_check")?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::new(StoreErrorKind::Corrupt, format!("sqlite: {} failed its check: {verdict}", path.display())))
+    }
 }

@@ -39,11 +39,19 @@ pub struct SqliteOptions {
     pub(crate) durability: Durability,
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) check_on_open: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { durability: Durability::Full, readers: 4, busy_timeout: Duration::from_secs(10) }
+        SqliteOptions {
+            durability: Durability::Full,
+            readers: 4,
+            busy_timeout: Duration::from_secs(10),
+            max_size: None,
+            check_on_open: false,
+        }
     }
 }
 
@@ -68,6 +76,22 @@ impl SqliteOptions {
     /// How long a write waits for another process's write lock before it fails as busy.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// The largest the database file may grow, in bytes (rounded down to whole pages). A write
+    /// that needs more fails with [`StoreErrorKind::Full`](durable_jobs_store::StoreErrorKind::Full)
+    /// and changes nothing; it may be retried once space is freed or the limit raised (reopen).
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Whether to run SQLite's `quick_check` on a read-only connection before opening for
+    /// writes (default off: it reads the whole file). A damaged file is then refused untouched
+    /// instead of failing on the first read of a damaged page.
+    pub fn check_on_open(mut self, check: bool) -> Self {
+        self.check_on_open = check;
         self
     }
 }

@@ -11,7 +11,7 @@ use durable_jobs_store::{
 use parking_lot::Mutex;
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::connection::{create_private_file, open_connection};
+use crate::connection::{check_header, create_private_file, open_connection, quick_check};
 use crate::error::Context;
 use crate::{jobs, schema, writes, SqliteOptions};
 
@@ -67,6 +67,10 @@ impl SqliteStore {
     /// As [`SqliteStore::open`].
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        check_header(&path)?;
+        if options.check_on_open && path.exists() {
+            quick_check(&path, &options)?;
+        }
         create_private_file(&path)?;
         let mut writer = open_connection(&path, &options, true)?;
         schema::migrate(&mut writer, Timestamp::now().0)?;

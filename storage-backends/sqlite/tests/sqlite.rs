@@ -87,3 +87,72 @@ fn two_stores_share_one_file() {
     all.sort();
     assert_eq!(all, ids, "every job exactly once across both stores");
 }
+
+/// S4: a full database refuses the write with a retryable `Full`, keeps every acknowledged job
+/// and stays intact; with room again, work resumes.
+#[test]
+fn a_full_database_refuses_writes_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let small = SqliteOptions::new().max_size(256 * 1024);
+    let store = SqliteStore::open_with(&path, small).unwrap();
+    let mut big = job("a");
+    big.args = format!("\"{}\"", "x".repeat(4000)).into_bytes();
+    let mut acknowledged = Vec::new();
+    let err = loop {
+        match store.enqueue(&[big.clone(), big.clone()]) {
+            Ok(out) => acknowledged.extend(out.into_iter().map(durable_jobs_store::Enqueued::id)),
+            Err(e) => break e,
+        }
+        assert!(acknowledged.len() < 10_000, "the size limit never hit");
+    };
+    assert_eq!(err.kind(), StoreErrorKind::Full, "{err}");
+    assert!(err.is_retryable());
+    assert!(acknowledged.len() > 10, "{} jobs fit", acknowledged.len());
+    // Claims and completions of what is there still work while full (updates in place).
+    let claimed = claim_ids(&store, "w", 5, T0);
+    assert_eq!(claimed.len(), 5);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    let roomy = SqliteStore::open_with(&path, SqliteOptions::new().max_size(64 << 20)).unwrap();
+    for id in &acknowledged {
+        assert!(roomy.get(*id).unwrap().is_some(), "acknowledged job {id} kept");
+    }
+    assert_eq!(roomy.enqueue(&[big]).unwrap().len(), 1, "work resumes with room");
+}
+
+/// S5: a truncated database is refused before SQLite touches it; the file stays
+/// byte-identical and no sidecar file appears.
+#[test]
+fn a_truncated_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    insert(&SqliteStore::open(&path).unwrap(), &vec![job("a"); 300]);
+    let full = std::fs::read(&path).unwrap();
+    assert!(full.len() > 8192, "{} bytes", full.len());
+    let half = &full[..full.len() / 2];
+    std::fs::write(&path, half).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), half);
+    assert!(!dir.path().join("jobs.db-wal").exists() && !dir.path().join("jobs.db-shm").exists());
+}
+
+/// S5: with `check_on_open`, damage inside a page is found before any write, untouched.
+#[test]
+fn check_on_open_refuses_a_damaged_page_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    insert(&SqliteStore::open(&path).unwrap(), &vec![job("a"); 300]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2..n / 2 + 2048].fill(0xA5);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SqliteStore::open_with(&path, SqliteOptions::new().check_on_open(true)).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
