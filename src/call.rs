@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::failpoint::failpoint;
 use crate::failure::Failure;
 use crate::registry::HandlerError;
 use crate::{Error, JobContext};
@@ -90,7 +91,9 @@ fn run_step<T: DeserializeOwned>(
     match handler(ctx, &args) {
         Ok(value) => {
             if let Some(index) = index {
+                failpoint!("after-step-effect");
                 ctx.checkpoint(Checkpoint { index, name: step.to_owned(), outcome: Ok(value.clone()) })?;
+                failpoint!("after-checkpoint");
             }
             decode(ctx, step, &value)
         }

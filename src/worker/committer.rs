@@ -6,6 +6,7 @@ use crossbeam_channel::{Receiver, Sender};
 use durable_jobs_store::{StoreError, Write, WriteOutcome};
 
 use super::WorkerShared;
+use crate::failpoint::failpoint;
 
 /// The most writes in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -59,6 +60,9 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
 
 /// Commits `writes` (retrying retryable errors for a while) and answers every ack.
 fn commit_batch(shared: &WorkerShared, writes: &[Write], acks: &mut Vec<Option<Ack>>) {
+    if writes.iter().any(|w| matches!(w, Write::Complete { .. })) {
+        failpoint!("before-completion-commit");
+    }
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     let result = loop {
@@ -74,6 +78,7 @@ fn commit_batch(shared: &WorkerShared, writes: &[Write], acks: &mut Vec<Option<A
     };
     match result {
         Ok(outcomes) => {
+            failpoint!("inside-group-commit");
             for (ack, outcome) in acks.drain(..).zip(outcomes) {
                 if let Some(ack) = ack {
                     let _ = ack.send(Ok(outcome));

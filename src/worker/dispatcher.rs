@@ -7,6 +7,7 @@ use crossbeam_channel::Sender;
 use durable_jobs_store::{ClaimRequest, ClaimedJob};
 
 use super::WorkerShared;
+use crate::failpoint::failpoint;
 
 pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
     let mut error_pause = Duration::ZERO;
@@ -18,6 +19,9 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
         }
         match claim(shared, free) {
             Ok(claimed) => {
+                if !claimed.is_empty() {
+                    failpoint!("after-claim");
+                }
                 error_pause = Duration::ZERO;
                 let full = claimed.len() == free;
                 for job in claimed {

@@ -6,6 +6,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use durable_jobs_store::Timestamp;
 
 use super::WorkerShared;
+use crate::failpoint::failpoint;
 
 pub(crate) fn run(shared: &WorkerShared, stop: &Receiver<()>) {
     let heartbeat_every = shared.lease / 3;
@@ -84,6 +85,7 @@ fn reap(shared: &WorkerShared) {
     let now = shared.queue.now();
     match shared.queue.store.reclaim_expired(now) {
         Ok(r) if !r.is_empty() => {
+            failpoint!("during-reclaim");
             tracing::info!(requeued = ?r.requeued, failed = ?r.failed, "reclaimed jobs with expired leases");
             shared.doorbell.ring();
             shared.queue.notify_committed();
