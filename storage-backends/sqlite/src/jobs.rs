@@ -181,4 +181,36 @@ mod tests {
         let holder = plan(&conn, LIVE_KEY_HOLDER);
         assert!(holder.contains("jobs_unique"), "unique lookup plan:\n{holder}");
     }
+
+    /// G7 / S12: a claim reads the same with a million finished jobs in the table as with none:
+    /// the SQLite virtual-machine steps of the claim scan are counted, not timed.
+    #[test]
+    fn claim_cost_does_not_grow_with_finished_jobs() {
+        let steps = |finished: i64| -> i32 {
+            let mut conn = Connection::open_in_memory().expect("open");
+            crate::schema::migrate(&mut conn, 0).expect("migrate");
+            let fill = |status: &str, n: i64| {
+                conn.execute_batch(&format!(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+                     INSERT INTO jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
+                                       created_at, updated_at)
+                     SELECT 'default', 'a', '{{}}', '{status}', i % 3, i, 1, 3, i, i FROM n"
+                ))
+                .expect("fill");
+            };
+            if finished > 0 {
+                fill("completed", finished);
+            }
+            fill("pending", 1000);
+            let mut stmt = conn.prepare(CLAIM_SCAN).expect("prepare");
+            let rows =
+                stmt.query_map(params!["default", i64::MAX, r#"["a"]"#, 100], |r| r.get::<_, i64>(2)).expect("scan");
+            assert_eq!(rows.count(), 100);
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        };
+        let (empty, full) = (steps(0), steps(1_000_000));
+        assert!(empty > 0);
+        eprintln!("claim scan: {empty} VM steps with no finished jobs, {full} with 1M");
+        assert!(full <= 2 * empty, "claim scan: {full} VM steps with 1M finished jobs, {empty} with none");
+    }
 }

@@ -1,0 +1,66 @@
+//! S12: 100,000 jobs through one worker pool on each persistent backend, each run exactly once.
+//! (The claim cost with a million finished jobs is pinned in the SQLite crate by counting VM
+//! steps; speed and memory are measured by the benchmarks, not asserted here.)
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_jobs::{JobContext, JobOptions, JobStatus, Queue, Store};
+
+const JOBS: usize = 100_000;
+
+fn hundred_thousand_jobs_run_once(store: Box<dyn Store>) {
+    let queue = Queue::new(store);
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..JOBS).map(|_| AtomicU8::new(0)).collect());
+    let r = runs.clone();
+    queue
+        .register("count", move |_: &JobContext, n: usize| -> Result<(), std::io::Error> {
+            r[n].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let args: Vec<usize> = (0..JOBS).collect();
+    let mut last = None;
+    for chunk in args.chunks(1000) {
+        last = queue.enqueue_batch("count", chunk, JobOptions::new()).unwrap().last().copied();
+    }
+    let started = Instant::now();
+    let worker = queue.worker().concurrency(4).start().unwrap();
+    queue.wait(last.unwrap(), Duration::from_secs(600)).unwrap();
+    while runs.iter().map(|r| usize::from(r.load(Ordering::Relaxed))).sum::<usize>() < JOBS {
+        assert!(started.elapsed() < Duration::from_secs(600), "not all jobs ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.shutdown();
+    let elapsed = started.elapsed();
+    let counts = queue.counts().unwrap();
+    let completed: u64 = counts.iter().filter(|c| c.status == JobStatus::Completed).map(|c| c.count).sum();
+    assert_eq!(completed, JOBS as u64, "{counts:?}");
+    let twice: Vec<usize> = (0..JOBS).filter(|&n| runs[n].load(Ordering::Relaxed) != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} jobs did not run exactly once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    eprintln!("{JOBS} jobs drained in {elapsed:.1?} ({:.0} jobs/s, debug build)", JOBS as f64 / elapsed.as_secs_f64());
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_runs_100k_jobs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    hundred_thousand_jobs_run_once(Box::new(
+        durable_jobs::sqlite::SqliteStore::open(dir.path().join("jobs.db")).unwrap(),
+    ));
+}
+
+#[cfg(feature = "sled")]
+#[test]
+fn sled_runs_100k_jobs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    hundred_thousand_jobs_run_once(Box::new(durable_jobs::sled::SledStore::open(dir.path().join("jobs")).unwrap()));
+}
