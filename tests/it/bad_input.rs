@@ -130,4 +130,60 @@ crate::backend_tests!(
     undecodable_args_fail_terminally_and_keep_the_payload,
     nonsense_options_are_refused,
     workers_claim_only_registered_names,
+    undecodable_checkpoints_fail_terminally,
+    hostile_text_is_stored_literally,
 );
+
+/// S6: a checkpoint written by another version of a step (another type) fails its job for good,
+/// naming the job and the step, and other jobs go on.
+pub fn undecodable_checkpoints_fail_terminally(db: &dyn Backend) {
+    let queue = db.queue();
+    queue
+        .register("lookup", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(serde_json::json!({"user": "ann"})))
+        .unwrap();
+    queue
+        .register("flow", |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            if ctx.attempt() == 1 {
+                // Version 1 read the step as JSON, then failed on something transient.
+                let _: serde_json::Value = durable_jobs::call(ctx, "lookup", &())?;
+                return Err(Error::Step { step: "later".into(), message: "transient".into(), permanent: false });
+            }
+            // Version 2 expects a number from the same step.
+            let _: u64 = durable_jobs::call(ctx, "lookup", &())?;
+            Ok(())
+        })
+        .unwrap();
+    queue.register("other", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(())).unwrap();
+    let opts = JobOptions::new().retries(5).backoff(Duration::from_millis(5), Duration::from_millis(5));
+    let id = queue.enqueue("flow", &(), opts).unwrap();
+    let other = queue.enqueue("other", &(), JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    let info = queue.wait(id, PATIENCE).unwrap();
+    assert_eq!(queue.wait(other, PATIENCE).unwrap().status, JobStatus::Completed);
+    worker.shutdown();
+    assert_eq!((info.status, info.attempt), (JobStatus::Failed, 2), "{info:?}");
+    let error = info.last_error.unwrap();
+    assert!(error.contains(&format!("job {id} (lookup)")) && error.contains("decode the checkpoint"), "{error}");
+    assert_eq!(queue.checkpoints(id).unwrap().len(), 1, "the checkpoint is kept");
+}
+
+/// S15: hostile text in arguments, unique keys, results and errors is stored and read back
+/// literally.
+pub fn hostile_text_is_stored_literally(db: &dyn Backend) {
+    let queue = db.queue();
+    let hostile = "x'); DROP TABLE jobs;-- \0 \u{202e}gnp.exe \"\\ 💥";
+    queue.register("echo", |_: &JobContext, s: String| Ok::<_, std::io::Error>(s)).unwrap();
+    queue.register("fail", |_: &JobContext, s: String| -> Result<(), Error> { Err(Error::permanent(s)) }).unwrap();
+    let echo = queue.enqueue("echo", &hostile, JobOptions::new().unique(hostile)).unwrap();
+    let fail = queue.enqueue("fail", &hostile, JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    queue.wait(echo, PATIENCE).unwrap();
+    let failed = queue.wait(fail, PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!(queue.result::<String>(echo).unwrap(), hostile);
+    let info = queue.job(echo).unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<String>(&info.args).unwrap(), hostile);
+    assert_eq!(info.unique_key.as_deref(), Some(hostile));
+    assert_eq!(failed.last_error.as_deref(), Some(hostile));
+    assert_eq!(queue.list(&JobFilter::new()).unwrap().len(), 2, "the jobs table is still there");
+}

@@ -54,7 +54,10 @@ pub fn shutdown_releases_held_jobs(db: &dyn Backend) {
         queue.worker().concurrency(1).prefetch(2).shutdown_timeout(Duration::from_millis(200)).start().unwrap();
     ledger.wait_for("start 1 attempt 1", 1);
     std::thread::sleep(Duration::from_millis(50)); // let the dispatcher prefetch 2 and 3
+    let stopping = Instant::now();
     let report = worker.shutdown();
+    // Bounded: the 200 ms drain, a flush and a release, far from the handler's 20 s patience.
+    assert!(stopping.elapsed() < Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
     assert_eq!(report.released, 3, "{report:?}");
     assert_eq!(report.abandoned, 1);
     ledger.wait_for("cancelled 1", 1);

@@ -156,3 +156,30 @@ fn check_on_open_refuses_a_damaged_page_untouched() {
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// S15: hostile text goes through parameters only: stored literally, schema unchanged.
+#[test]
+fn hostile_text_leaves_the_schema_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let schema = || -> Vec<String> {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let before = schema();
+    let hostile = "x'); DROP TABLE jobs;--\0\u{202e}";
+    let mut j = job("a");
+    j.queue = hostile.into();
+    j.name = hostile.into();
+    j.unique_key = Some(hostile.into());
+    j.args = hostile.as_bytes().to_vec();
+    let id = insert(&store, &[j])[0];
+    let back = store.get(id).unwrap().unwrap();
+    assert_eq!((back.queue.as_str(), back.name.as_str(), back.args.as_slice()), (hostile, hostile, hostile.as_bytes()));
+    assert_eq!(back.unique_key.as_deref(), Some(hostile));
+    drop(store);
+    assert_eq!(schema(), before);
+    assert!(before.iter().any(|s| s.starts_with("CREATE TABLE jobs")));
+}
