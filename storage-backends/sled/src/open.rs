@@ -63,6 +63,9 @@ enum Found {
 /// Opens (creating if needed) the database in `path` and checks its format marker.
 pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
     let found = inspect(path)?;
+    if matches!(found, Found::Nothing) {
+        create_private_dir(path)?;
+    }
     if matches!(found, Found::Database) {
         refuse_if_locked(path)?;
         if options.verify_on_open {
@@ -90,6 +93,20 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, Store
         }
         None => Err(not_ours(path)),
     }
+}
+
+/// Creates the database directory readable by its owner only (job payloads are private).
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|e| {
+        StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot create {}: {e}", path.display()), e)
+    })
 }
 
 fn not_ours(path: &Path) -> StoreError {

@@ -126,3 +126,14 @@ fn a_healthy_database_reopens_with_its_jobs() {
     drop(store);
     assert_eq!(SledStore::open_with(&path, unverified).unwrap().list(&JobFilter::default()).unwrap().len(), 100);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("jobs");
+    drop(SledStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "mode {mode:o}");
+}
