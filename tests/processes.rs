@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use durable_jobs::{JobFilter, JobStatus};
+use durable_jobs::{JobFilter, JobOptions, JobStatus};
 use workers::{check, signal, wait_all, Run, BACKENDS};
 
 /// A scenario: its summary, or what went wrong.
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             scenarios.push(("S11 shared file", Box::new(move || shared_file(backend, seed))));
             scenarios.push(("S9 stopped worker", Box::new(move || stopped_worker(backend))));
         }
+        scenarios.push(("G5 process-killing job", Box::new(move || poison(backend))));
         for (name, scenario) in scenarios {
             let started = Instant::now();
             match scenario() {
@@ -147,4 +148,26 @@ fn stopped_worker(backend: &'static str) -> Result<String, String> {
         return Err(format!("checkpoints by {owners:?}; expected step 1 by {a_pid}, steps 2-3 by {b_pid}"));
     }
     Ok(format!("the stopped worker's late write was refused; checkpoints by {owners:?}"))
+}
+
+/// G5: a job whose handler kills its worker process each time: every restart reclaims it and
+/// uses an attempt, so it ends failed after its three attempts while the other jobs complete.
+fn poison(backend: &'static str) -> Result<String, String> {
+    let mut run = Run::new(backend)?;
+    let queue = run.queue()?;
+    run.enqueue(&queue, 100, 0)?;
+    queue.enqueue("poison", &(), JobOptions::new().retries(3)).map_err(|e| e.to_string())?;
+    run.expect += 1;
+    drop(queue);
+    let mut crashed = HashSet::new();
+    for _ in 0..10 {
+        let mut worker = run.spawn(&[])?;
+        let status = worker.wait().map_err(|e| e.to_string())?;
+        if status.success() {
+            let report = check(&run, &crashed)?;
+            return Ok(format!("{} worker crashes; {report}", crashed.len()));
+        }
+        crashed.insert(worker.id());
+    }
+    Err(format!("the poison job crashed {} workers and never ended", crashed.len()))
 }

@@ -60,6 +60,8 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
         std::thread::sleep(Duration::from_micros(fastrand::u64(1000..5000)));
         Ok(())
     })?;
+    // A job that kills its worker process every time it runs.
+    queue.register("poison", |_: &JobContext, (): ()| -> Result<(), std::io::Error> { std::process::abort() })?;
     let d = dir.to_path_buf();
     let observer = store.clone();
     queue.register("step", move |ctx: &JobContext, n: u32| -> Result<u32, std::io::Error> {
@@ -131,9 +133,10 @@ fn arm_failpoint(dir: &Path) {
     .expect("configure fail point");
 }
 
+/// Jobs that are finished, one way or another.
 pub fn completed(queue: &Queue) -> Result<usize, Error> {
     let counts = queue.counts()?;
-    Ok(counts.iter().filter(|c| c.status == JobStatus::Completed).map(|c| c.count as usize).sum())
+    Ok(counts.iter().filter(|c| c.status.is_terminal()).map(|c| c.count as usize).sum())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,9 +253,22 @@ pub fn signal(child: &Child, sig: &str) -> Result<(), String> {
 pub fn check(run: &Run, killed: &HashSet<u32>) -> Result<String, String> {
     let queue = run.queue()?;
     let jobs = queue.list(&JobFilter::new().limit(usize::MAX)).map_err(|e| e.to_string())?;
+    let (poison, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.name == "poison");
     let not_done: Vec<_> = jobs.iter().filter(|j| j.status != JobStatus::Completed).collect();
-    if jobs.len() != run.expect || !not_done.is_empty() {
+    if jobs.len() + poison.len() != run.expect || !not_done.is_empty() {
         return Err(format!("{} jobs, {} not completed: {not_done:#?}", jobs.len(), not_done.len()));
+    }
+    // A job that kills its process ends failed after its attempts, its payload kept.
+    for p in &poison {
+        let lost = p.last_error.as_deref().is_some_and(|e| e.contains("lost its lease"));
+        if p.status != JobStatus::Failed || p.attempt != p.max_attempts || !lost || p.args != "null" {
+            return Err(format!("poison job ended as {p:?}"));
+        }
+    }
+    #[cfg(feature = "sqlite")]
+    if run.backend == "sqlite" {
+        let store = durable_jobs::sqlite::SqliteStore::open(run.path().join("jobs.db")).map_err(|e| e.to_string())?;
+        store.check_integrity().map_err(|e| e.to_string())?;
     }
     for job in jobs.iter().filter(|j| j.name == "flow") {
         let n = queue.checkpoints(job.id).map_err(|e| e.to_string())?.len();

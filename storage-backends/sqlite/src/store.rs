@@ -85,6 +85,25 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs SQLite's full `integrity_check` (reads the whole file; for operations and tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt) with SQLite's findings, or the
+    /// error that stopped the check.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let verdict: String =
+            self.read("integrity check", |c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                durable_jobs_store::StoreErrorKind::Corrupt,
+                format!("sqlite: integrity check: {verdict}"),
+            ))
+        }
+    }
+
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection.
     fn write<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let mut conn = self.writer.lock();
