@@ -42,12 +42,16 @@ fn register(queue: &Queue, ledger: &Ledger) {
 fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
     let store = Arc::new(FaultyStore::new(db.store()));
     store.inject(fault);
-    // Heals from another thread: a hung call may be this thread's own enqueue.
+    // Lasting faults are healed from another thread (a hung call may be this thread's own
+    // enqueue); one-shot faults stay armed until their call comes.
+    let lasting = matches!(fault, Fault::FailFrom(_) | Fault::HangAt(_));
     let healer = {
         let store = store.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            store.heal();
+            if lasting {
+                std::thread::sleep(Duration::from_millis(100));
+                store.heal();
+            }
         })
     };
     let queue = Queue::new(store.clone());
@@ -90,6 +94,13 @@ fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
         };
         let hits = usize::try_from(store.hits()).unwrap();
         assert!(ran.iter().all(|&n| n >= 1 && n <= 1 + hits), "{fault:?}: job {id} effects {ran:?}, {hits} faults");
+    }
+    // The worker polls every 5 ms, so the numbered call comes even after the jobs are done.
+    let fault_call = match fault {
+        Fault::FailOnce(n) | Fault::FailFrom(n) | Fault::ErrorAfterCommit(n) | Fault::HangAt(n) => n,
+    };
+    while store.calls() <= fault_call && started.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(5));
     }
     worker.shutdown();
     (store.hits(), accepted.len())
