@@ -13,16 +13,16 @@ use crate::registry::HandlerError;
 use crate::{retry, unwind, Error, JobContext};
 
 /// Tells the pool this thread ended, however it ended.
-struct ExitGuard(Sender<()>);
+struct ExitGuard(Sender<usize>, usize);
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let _ = self.0.send(());
+        let _ = self.0.send(self.1);
     }
 }
 
-pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<ClaimedJob>, exit: Sender<()>) {
-    let _guard = ExitGuard(exit);
+pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<ClaimedJob>, (exit, index): (Sender<usize>, usize)) {
+    let _guard = ExitGuard(exit, index);
     while let Ok(job) = jobs.recv() {
         if shared.stopping.load(Ordering::Acquire) {
             // Not started: stays held and is released by the shutdown.

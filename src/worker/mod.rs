@@ -210,7 +210,8 @@ impl WorkerBuilder {
         let (job_tx, job_rx) = crossbeam_channel::bounded(capacity);
         for i in 0..self.concurrency {
             let (s, jobs, exit) = (shared.clone(), job_rx.clone(), exit_tx.clone());
-            worker.threads.push(spawn(&format!("dj-worker-{i}"), move || executor::run(&s, &jobs, exit))?);
+            let thread = spawn(&format!("dj-worker-{i}"), move || executor::run(&s, &jobs, (exit, i)))?;
+            worker.threads.push(thread);
         }
         let s = shared;
         worker.dispatcher = Some(spawn("dj-dispatcher", move || dispatcher::run(&s, &job_tx))?);
@@ -231,7 +232,8 @@ pub struct Worker {
     maintenance: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
-    exits: Receiver<()>,
+    /// Worker threads send their index here as they end.
+    exits: Receiver<usize>,
     maintenance_stop: Sender<()>,
     shutdown_timeout: Duration,
     stopped: bool,
@@ -274,15 +276,23 @@ impl Worker {
         }
         // Running handlers get until the deadline; queued jobs are not started.
         let deadline = Instant::now() + self.shutdown_timeout;
-        let mut running = self.threads.len();
-        while running > 0 && self.exits.recv_deadline(deadline).is_ok() {
-            running -= 1;
+        let mut exited = vec![false; self.threads.len()];
+        while exited.contains(&false) {
+            match self.exits.recv_deadline(deadline) {
+                Ok(i) => exited[i] = true,
+                Err(_) => break,
+            }
         }
-        let (finished, stuck): (Vec<_>, Vec<_>) = self.threads.drain(..).partition(JoinHandle::is_finished);
-        for t in finished {
-            let _ = t.join();
+        // Threads that said they exited are joined (they are ending); the others are stuck in a
+        // handler and left to end on their own.
+        let mut abandoned = 0;
+        for (t, done) in self.threads.drain(..).zip(exited) {
+            if done {
+                let _ = t.join();
+            } else {
+                abandoned += 1;
+            }
         }
-        let abandoned = stuck.len();
         shared.held.cancel_all();
         flush(shared);
         let released = release_held(shared);
