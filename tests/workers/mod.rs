@@ -317,8 +317,15 @@ pub fn check(run: &Run, killed: &HashSet<u32>) -> Result<String, String> {
         reruns += pids.len() - 1;
     }
     if !violations.is_empty() {
+        let kept = std::env::temp_dir().join(format!("durable-jobs-ledger-{}.txt", std::process::id()));
+        let _ = std::fs::copy(run.path().join("ledger.txt"), &kept);
+        let total = violations.len();
         violations.truncate(20);
-        return Err(violations.join("\n"));
+        return Err(format!(
+            "{total} violations:\n{}\nthe ledger is kept at {}",
+            violations.join("\n"),
+            kept.display()
+        ));
     }
     if expected_runs == 0 {
         return Err("nothing ran".into());
