@@ -28,6 +28,7 @@
 
 mod connection;
 mod error;
+mod group;
 mod jobs;
 mod options;
 mod rows;

@@ -9,10 +9,11 @@ use durable_jobs_store::{
     StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::connection::{check_header, create_private_file, open_connection, quick_check};
 use crate::error::Context;
+use crate::group::GroupWriter;
 use crate::{jobs, schema, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
@@ -34,7 +35,7 @@ use crate::{jobs, schema, writes, SqliteOptions};
 /// ```
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: GroupWriter,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -74,10 +75,11 @@ impl SqliteStore {
         create_private_file(&path)?;
         let mut writer = open_connection(&path, &options, true)?;
         schema::migrate(&mut writer, Timestamp::now().0)?;
+        let writer = GroupWriter::new(writer);
         let readers = (0..options.readers)
             .map(|_| open_connection(&path, &options, false).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        Ok(SqliteStore { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        Ok(SqliteStore { path, writer, readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// The database file.
@@ -104,15 +106,6 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection.
-    fn write<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let mut conn = self.writer.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context(what)?;
-        let out = f(&tx).context(what)?;
-        tx.commit().context(what)?;
-        Ok(out)
-    }
-
     /// Runs `f` on a reader connection (each statement sees the latest committed state).
     fn read<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
@@ -125,32 +118,40 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    // Writes go through the group writer, which may run them on another thread's transaction:
+    // their inputs are owned copies.
+
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        self.write("enqueue", |c| jobs::enqueue(c, jobs))
+        let jobs = jobs.to_vec();
+        self.writer.write("enqueue", move |c| jobs::enqueue(c, &jobs))
     }
 
     fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
-        self.write("claim", |c| jobs::claim(c, req))
+        let req = req.clone();
+        self.writer.write("claim", move |c| jobs::claim(c, &req))
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.write("commit", |c| writes::commit(c, worker, now, writes))
+        let (worker, writes) = (worker.to_owned(), writes.to_vec());
+        self.writer.write("commit", move |c| writes::commit(c, &worker, now, &writes))
     }
 
     fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
-        self.write("renew", |c| writes::renew(c, worker, jobs, lease_until))
+        let (worker, jobs) = (worker.to_owned(), jobs.to_vec());
+        self.writer.write("renew", move |c| writes::renew(c, &worker, &jobs, lease_until))
     }
 
     fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
-        self.write("release", |c| writes::release(c, worker, jobs, now))
+        let (worker, jobs) = (worker.to_owned(), jobs.to_vec());
+        self.writer.write("release", move |c| writes::release(c, &worker, &jobs, now))
     }
 
     fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-        self.write("reclaim expired leases", |c| writes::reclaim_expired(c, now))
+        self.writer.write("reclaim expired leases", move |c| writes::reclaim_expired(c, now))
     }
 
     fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.write("wake due jobs", |c| writes::wake_due(c, now))
+        self.writer.write("wake due jobs", move |c| writes::wake_due(c, now))
     }
 
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {

@@ -1,0 +1,214 @@
+//! Group commit: writes that arrive while a transaction is being committed share the next one.
+//!
+//! Every write is queued; whoever then takes the writer connection leads: it runs everything
+//! queued, each write in its own savepoint (so one failing write does not undo the others), in
+//! one `BEGIN IMMEDIATE … COMMIT`, and hands each writer its result. Writers that find their
+//! result already there when they get the connection return at once. One fsync thus serves many
+//! writes, and a lone writer pays no thread hand-off.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{bounded, Sender};
+use durable_jobs_store::{StoreError, StoreErrorKind};
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use crate::error::store_error;
+
+/// The most writes one transaction takes.
+const MAX_BATCH: usize = 256;
+
+/// Hands a write its result once the transaction's fate is known (`Some` = it did not commit).
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// A write waiting for a transaction.
+trait Queued: Send {
+    /// Runs the write inside the open transaction; also returns a copy of its error, if any.
+    fn run(self: Box<Self>, conn: &Connection) -> (Deliver, Option<StoreError>);
+    /// The transaction could not start: the write fails without running.
+    fn fail(self: Box<Self>, error: &StoreError);
+}
+
+struct QueuedWrite<T, F> {
+    what: &'static str,
+    op: F,
+    reply: Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Queued for QueuedWrite<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (Deliver, Option<StoreError>) {
+        let QueuedWrite { what, op, reply } = *self;
+        let result = in_savepoint(conn, op).map_err(|e| store_error(what, e));
+        let own_error = result.as_ref().err().map(copy);
+        let deliver: Deliver = Box::new(move |failed: Option<&StoreError>| {
+            let out = match (failed, result) {
+                // A write that failed itself reports its own error, the most precise one.
+                (Some(_), Err(own)) => Err(own),
+                (Some(e), Ok(_)) => Err(copy(e)),
+                (None, result) => result,
+            };
+            let _ = reply.send(out);
+        });
+        (deliver, own_error)
+    }
+
+    fn fail(self: Box<Self>, error: &StoreError) {
+        let _ = self.reply.send(Err(copy(error)));
+    }
+}
+
+fn copy(e: &StoreError) -> StoreError {
+    StoreError::new(e.kind(), e.message())
+}
+
+/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
+fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT write")?;
+    match op(conn) {
+        Ok(value) => conn.execute_batch("RELEASE write").map(|()| value),
+        Err(e) => {
+            // If SQLite already rolled the whole transaction back, these fail too; the COMMIT
+            // then fails and every write of the batch reports it.
+            let _ = conn.execute_batch("ROLLBACK TO write; RELEASE write");
+            Err(e)
+        }
+    }
+}
+
+/// The writer connection and the writes waiting for it.
+pub(crate) struct GroupWriter {
+    conn: Mutex<Connection>,
+    queue: Mutex<VecDeque<Box<dyn Queued>>>,
+    /// Transactions led so far.
+    transactions: AtomicU64,
+}
+
+impl GroupWriter {
+    pub(crate) fn new(conn: Connection) -> Self {
+        GroupWriter { conn: Mutex::new(conn), queue: Mutex::new(VecDeque::new()), transactions: AtomicU64::default() }
+    }
+
+    /// Runs `op` in a write transaction, possibly shared with other writers; returns once that
+    /// transaction has committed (or failed). `op` must not depend on running alone.
+    pub(crate) fn write<T, F>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, result) = bounded(1);
+        self.queue.lock().push_back(Box::new(QueuedWrite { what, op, reply }));
+        loop {
+            let conn = self.conn.lock();
+            if let Ok(out) = result.try_recv() {
+                return out;
+            }
+            self.lead(&conn);
+            drop(conn);
+            if let Ok(out) = result.try_recv() {
+                return out;
+            }
+        }
+    }
+
+    /// Runs the queued writes in one transaction and delivers their results.
+    fn lead(&self, conn: &Connection) {
+        let batch: Vec<Box<dyn Queued>> = {
+            let mut queue = self.queue.lock();
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = store_error("begin", e);
+            for write in batch {
+                write.fail(&e);
+            }
+            return;
+        }
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
+        let mut lost: Option<StoreError> = None;
+        for write in batch {
+            if let Some(e) = &lost {
+                write.fail(e);
+                continue;
+            }
+            let (deliver, error) = write.run(conn);
+            delivers.push(deliver);
+            // Some errors (full, I/O, busy) make SQLite roll the whole transaction back; the
+            // rest of the batch must not run outside it.
+            if conn.is_autocommit() {
+                lost = Some(
+                    error.unwrap_or_else(|| StoreError::new(StoreErrorKind::Other, "sqlite: transaction ended early")),
+                );
+            }
+        }
+        if let Some(e) = lost {
+            for deliver in delivers {
+                deliver(Some(&e));
+            }
+            return;
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for deliver in delivers {
+                    deliver(None);
+                }
+            }
+            Err(e) => {
+                let e = store_error("commit", e);
+                let _ = conn.execute_batch("ROLLBACK");
+                for deliver in delivers {
+                    deliver(Some(&e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Five writes queue while the connection is busy; they then commit as one transaction,
+    /// and the one that fails does not undo the others.
+    #[test]
+    fn writes_queued_during_a_commit_share_one_transaction() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let writer = Arc::new(GroupWriter::new(conn));
+        let busy = writer.conn.lock();
+        let threads: Vec<_> = (0..5i64)
+            .map(|i| {
+                let w = writer.clone();
+                std::thread::spawn(move || {
+                    w.write("insert", move |c| {
+                        let table = if i == 3 { "missing" } else { "t" };
+                        c.execute(&format!("INSERT INTO {table} VALUES (?1)"), [i])
+                    })
+                })
+            })
+            .collect();
+        while writer.queue.lock().len() < 5 {
+            std::thread::yield_now();
+        }
+        drop(busy);
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(writer.transactions.load(Ordering::Relaxed), 1, "one transaction for five writes");
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "{results:?}");
+        assert!(results[3].is_err());
+        let conn = writer.conn.lock();
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 4);
+        assert!(conn.is_autocommit(), "the transaction is closed");
+    }
+}
