@@ -76,7 +76,7 @@ pub use durable_jobs_store::{
 /// The SQLite store (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
-    pub use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+    pub use durable_jobs_sqlite::{limits, Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 }
 
 /// The sled store (feature `sled`).

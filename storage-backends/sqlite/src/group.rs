@@ -22,18 +22,28 @@ const MAX_BATCH: usize = 256;
 /// Hands a write its result once the transaction's fate is known (`Some` = it did not commit).
 type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
+/// What a waiting writer is told.
+enum Reply<T> {
+    /// Its write is done.
+    Done(Result<T, StoreError>),
+    /// The leader is leaving with writes still queued: lead them.
+    Lead,
+}
+
 /// A write waiting for a transaction.
 trait Queued: Send {
     /// Runs the write inside the open transaction; also returns a copy of its error, if any.
     fn run(self: Box<Self>, conn: &Connection) -> (Deliver, Option<StoreError>);
     /// The transaction could not start: the write fails without running.
     fn fail(self: Box<Self>, error: &StoreError);
+    /// Asks the writer waiting for this write to become the leader.
+    fn lead(&self);
 }
 
 struct QueuedWrite<T, F> {
     what: &'static str,
     op: F,
-    reply: Sender<Result<T, StoreError>>,
+    reply: Sender<Reply<T>>,
 }
 
 impl<T, F> Queued for QueuedWrite<T, F>
@@ -52,13 +62,17 @@ where
                 (Some(e), Ok(_)) => Err(copy(e)),
                 (None, result) => result,
             };
-            let _ = reply.send(out);
+            let _ = reply.send(Reply::Done(out));
         });
         (deliver, own_error)
     }
 
     fn fail(self: Box<Self>, error: &StoreError) {
-        let _ = self.reply.send(Err(copy(error)));
+        let _ = self.reply.send(Reply::Done(Err(copy(error))));
+    }
+
+    fn lead(&self) {
+        let _ = self.reply.send(Reply::Lead);
     }
 }
 
@@ -72,25 +86,40 @@ fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> rusqlite::
     match op(conn) {
         Ok(value) => conn.execute_batch("RELEASE write").map(|()| value),
         Err(e) => {
-            // If SQLite already rolled the whole transaction back, these fail too; the COMMIT
-            // then fails and every write of the batch reports it.
+            // If SQLite already rolled the whole transaction back, these fail too; the batch
+            // then reports that to every write.
             let _ = conn.execute_batch("ROLLBACK TO write; RELEASE write");
             Err(e)
         }
     }
 }
 
+/// The queue of writes, and whether some writer is leading.
+#[derive(Default)]
+struct Waiting {
+    writes: VecDeque<Box<dyn Queued>>,
+    leading: bool,
+}
+
 /// The writer connection and the writes waiting for it.
+///
+/// At most one writer leads at a time. The others wait on their own reply, so a finished
+/// batch wakes them all at once; a leader whose write is done hands the lead to the first
+/// waiting writer instead of serving others at its caller's expense.
 pub(crate) struct GroupWriter {
     conn: Mutex<Connection>,
-    queue: Mutex<VecDeque<Box<dyn Queued>>>,
+    waiting: Mutex<Waiting>,
     /// Transactions led so far.
     transactions: AtomicU64,
 }
 
 impl GroupWriter {
     pub(crate) fn new(conn: Connection) -> Self {
-        GroupWriter { conn: Mutex::new(conn), queue: Mutex::new(VecDeque::new()), transactions: AtomicU64::default() }
+        GroupWriter {
+            conn: Mutex::new(conn),
+            waiting: Mutex::new(Waiting::default()),
+            transactions: AtomicU64::default(),
+        }
     }
 
     /// Runs `op` in a write transaction, possibly shared with other writers; returns once that
@@ -100,28 +129,44 @@ impl GroupWriter {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, result) = bounded(1);
-        self.queue.lock().push_back(Box::new(QueuedWrite { what, op, reply }));
+        let (reply, replies) = bounded(2);
+        let lead_now = {
+            let mut waiting = self.waiting.lock();
+            waiting.writes.push_back(Box::new(QueuedWrite { what, op, reply }));
+            !std::mem::replace(&mut waiting.leading, true)
+        };
+        if lead_now {
+            self.lead();
+        }
         loop {
-            let conn = self.conn.lock();
-            if let Ok(out) = result.try_recv() {
-                return out;
-            }
-            self.lead(&conn);
-            drop(conn);
-            if let Ok(out) = result.try_recv() {
-                return out;
+            match replies.recv() {
+                Ok(Reply::Done(out)) => return out,
+                Ok(Reply::Lead) => self.lead(),
+                Err(_) => return Err(StoreError::new(StoreErrorKind::Other, "sqlite: the writer dropped a write")),
             }
         }
     }
 
-    /// Runs the queued writes in one transaction and delivers their results.
-    fn lead(&self, conn: &Connection) {
+    /// Runs queued writes in transactions until the queue is empty, or hands the lead over
+    /// once one batch is done and others wait.
+    fn lead(&self) {
+        let conn = self.conn.lock();
         let batch: Vec<Box<dyn Queued>> = {
-            let mut queue = self.queue.lock();
-            let n = queue.len().min(MAX_BATCH);
-            queue.drain(..n).collect()
+            let mut waiting = self.waiting.lock();
+            let n = waiting.writes.len().min(MAX_BATCH);
+            waiting.writes.drain(..n).collect()
         };
+        self.run_batch(&conn, batch);
+        drop(conn);
+        let mut waiting = self.waiting.lock();
+        match waiting.writes.front() {
+            Some(next) => next.lead(),
+            None => waiting.leading = false,
+        }
+    }
+
+    /// Runs `batch` in one transaction and delivers the results.
+    fn run_batch(&self, conn: &Connection, batch: Vec<Box<dyn Queued>>) {
         if batch.is_empty() {
             return;
         }
@@ -150,25 +195,15 @@ impl GroupWriter {
                 );
             }
         }
-        if let Some(e) = lost {
-            for deliver in delivers {
-                deliver(Some(&e));
-            }
-            return;
-        }
-        match conn.execute_batch("COMMIT") {
-            Ok(()) => {
-                for deliver in delivers {
-                    deliver(None);
-                }
-            }
-            Err(e) => {
-                let e = store_error("commit", e);
+        let failed = match lost {
+            Some(e) => Some(e),
+            None => conn.execute_batch("COMMIT").err().map(|e| {
                 let _ = conn.execute_batch("ROLLBACK");
-                for deliver in delivers {
-                    deliver(Some(&e));
-                }
-            }
+                store_error("commit", e)
+            }),
+        };
+        for deliver in delivers {
+            deliver(failed.as_ref());
         }
     }
 }
@@ -186,7 +221,8 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
         let writer = Arc::new(GroupWriter::new(conn));
-        let busy = writer.conn.lock();
+        // A leader is busy: the next writes queue up behind it.
+        writer.waiting.lock().leading = true;
         let threads: Vec<_> = (0..5i64)
             .map(|i| {
                 let w = writer.clone();
@@ -198,10 +234,10 @@ mod tests {
                 })
             })
             .collect();
-        while writer.queue.lock().len() < 5 {
+        while writer.waiting.lock().writes.len() < 5 {
             std::thread::yield_now();
         }
-        drop(busy);
+        writer.lead();
         let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(writer.transactions.load(Ordering::Relaxed), 1, "one transaction for five writes");
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "{results:?}");

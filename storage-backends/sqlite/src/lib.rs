@@ -30,6 +30,7 @@ mod connection;
 mod error;
 mod group;
 mod jobs;
+pub mod limits;
 mod options;
 mod rows;
 mod schema;
