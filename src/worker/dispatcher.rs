@@ -12,12 +12,15 @@ use crate::failpoint::failpoint;
 pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
     let mut error_pause = Duration::ZERO;
     while !shared.stopping.load(Ordering::Acquire) {
-        let free = shared.capacity.saturating_sub(shared.held.len());
+        let free = shared.pace.capacity().saturating_sub(shared.held.len());
         if free == 0 {
             shared.doorbell.wait(shared.poll_interval);
             continue;
         }
-        match claim(shared, free) {
+        let claiming = std::time::Instant::now();
+        let claimed = claim(shared, free);
+        shared.pace.record_claim(claiming.elapsed());
+        match claimed {
             Ok(claimed) => {
                 if !claimed.is_empty() {
                     failpoint!("after-claim");
@@ -26,8 +29,8 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
                 let full = claimed.len() == free;
                 for job in claimed {
                     shared.held.insert(job.id);
-                    // Never blocks: the channel holds `capacity` jobs and at most `capacity`
-                    // are held. Fails only if every worker thread is gone.
+                    // Never blocks: the channel holds the largest capacity, and no more jobs
+                    // than that are held. Fails only if every worker thread is gone.
                     if jobs.send(job).is_err() {
                         return;
                     }

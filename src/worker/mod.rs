@@ -12,6 +12,7 @@ mod dispatcher;
 mod executor;
 mod held;
 mod maintenance;
+mod pace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,8 +44,8 @@ pub(crate) struct WorkerShared {
     queues: Vec<String>,
     lease: Duration,
     poll_interval: Duration,
-    /// Jobs held at most: running plus prefetched.
-    capacity: usize,
+    /// How many jobs to hold: running plus prefetched.
+    pace: pace::Pace,
     /// Set at shutdown: claim nothing more, start nothing more.
     stopping: AtomicBool,
 }
@@ -101,7 +102,8 @@ impl WorkerBuilder {
     }
 
     /// How many jobs may be claimed ahead of free threads, so threads never wait for a claim.
-    /// Default: as many as `concurrency`. Prefetched jobs are leased to this worker.
+    /// Default: adaptive, about two claims' worth of work (one job per thread for slow
+    /// handlers, up to 1024 for very fast ones). Prefetched jobs are leased to this worker.
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs);
         self
@@ -175,7 +177,8 @@ impl WorkerBuilder {
     pub fn start(self) -> Result<Worker, Error> {
         self.validate()?;
         let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
-        let capacity = self.concurrency + self.prefetch.unwrap_or(self.concurrency);
+        let pace = pace::Pace::new(self.concurrency, self.prefetch);
+        let channel_size = pace.max_capacity();
         let shared = Arc::new(WorkerShared {
             queue: self.queue.inner.clone(),
             worker_id: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
@@ -185,7 +188,7 @@ impl WorkerBuilder {
             queues: self.queues,
             lease: self.lease,
             poll_interval: self.poll_interval,
-            capacity,
+            pace,
             stopping: AtomicBool::new(false),
         });
         shared.queue.add_doorbell(&shared.doorbell);
@@ -207,7 +210,7 @@ impl WorkerBuilder {
         worker.committer = Some(spawn("dj-committer", move || committer::run(&s, &commit_rx))?);
         let s = shared.clone();
         worker.maintenance = Some(spawn("dj-maintenance", move || maintenance::run(&s, &maintenance_rx))?);
-        let (job_tx, job_rx) = crossbeam_channel::bounded(capacity);
+        let (job_tx, job_rx) = crossbeam_channel::bounded(channel_size);
         for i in 0..self.concurrency {
             let (s, jobs, exit) = (shared.clone(), job_rx.clone(), exit_tx.clone());
             let thread = spawn(&format!("dj-worker-{i}"), move || executor::run(&s, &jobs, (exit, i)))?;
