@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use durable_jobs_store::{Checkpoint, ClaimedJob, JobId, StoreError, Write, WriteOutcome};
+/// How long a checkpoint keeps being retried on retryable store errors before `call` fails.
+const CHECKPOINT_RETRY_BUDGET: Duration = Duration::from_secs(5);
 
-use crate::worker::{Commit, JobSignal, WorkerShared};
+use durable_jobs_store::{Checkpoint, ClaimedJob, JobId, Write, WriteOutcome};
+
+use crate::worker::{JobSignal, WorkerShared};
 use crate::Error;
 
 /// The running job, passed to every handler.
@@ -28,8 +30,6 @@ pub struct JobContext {
     steps: RefCell<Steps>,
 }
 
-type AckResult = Result<WriteOutcome, StoreError>;
-
 /// The per-attempt state of durable steps.
 #[derive(Default)]
 struct Steps {
@@ -39,8 +39,6 @@ struct Steps {
     depth: u32,
     /// The job's checkpoints, read on the first `call`.
     recorded: Option<Vec<Checkpoint>>,
-    /// Reused for every checkpoint acknowledgement.
-    ack: Option<(Sender<AckResult>, Receiver<AckResult>)>,
 }
 
 impl fmt::Debug for JobContext {
@@ -66,7 +64,8 @@ impl JobContext {
             timeout: job.timeout,
             deadline: job.timeout.and_then(|t| started.checked_add(t)),
             signal,
-            steps: RefCell::new(Steps::default()),
+            // A job that never recorded a step has nothing to read back.
+            steps: RefCell::new(Steps { recorded: (!job.resumed).then(Vec::new), ..Steps::default() }),
         }
     }
 
@@ -153,24 +152,29 @@ impl JobContext {
         Ok(steps.recorded.as_ref().and_then(|r| r.iter().find(|c| c.index == index).cloned()))
     }
 
-    /// Commits a checkpoint (group-committed with other workers' writes) and waits for it.
+    /// Commits a checkpoint and returns once it is durable. Written from this thread: the
+    /// store's group commit merges checkpoints of concurrent workers into one transaction, with
+    /// no hop through another thread. Retryable store errors are retried for a while (the write
+    /// is idempotent).
     pub(crate) fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Error> {
-        let (tx, rx) = {
-            let mut steps = self.steps.borrow_mut();
-            steps.ack.get_or_insert_with(|| crossbeam_channel::bounded(1)).clone()
-        };
-        let write = Write::Checkpoint { job: self.id, checkpoint };
-        if self.worker.committer.send(Commit::Write(write, Some(tx))).is_err() {
-            return Err(Error::Cancelled { job: self.id });
-        }
-        match rx.recv() {
-            Ok(Ok(WriteOutcome::Applied)) => Ok(()),
-            Ok(Ok(WriteOutcome::LeaseLost)) => {
-                self.signal.lose_lease();
-                Err(Error::LeaseLost { job: self.id })
+        let writes = [Write::Checkpoint { job: self.id, checkpoint }];
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let queue = &self.worker.queue;
+            match queue.store.commit(&self.worker.worker_id, queue.now(), &writes) {
+                Ok(outcomes) if outcomes.first() == Some(&WriteOutcome::Applied) => return Ok(()),
+                Ok(_) => {
+                    self.signal.lose_lease();
+                    return Err(Error::LeaseLost { job: self.id });
+                }
+                Err(e) if e.is_retryable() && started.elapsed() < CHECKPOINT_RETRY_BUDGET && !self.is_cancelled() => {
+                    tracing::warn!(job = %self.id, error = %e, "checkpoint failed; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(Error::Store(e)),
             }
-            Ok(Err(e)) => Err(Error::Store(e)),
-            Err(_) => Err(Error::Cancelled { job: self.id }),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The committer: writes everything queued in one transaction (group commit).
+//! The committer: writes the outcomes of finished jobs, everything queued in one transaction
+//! (group commit), so worker threads never wait for the disk after a job.
 
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use durable_jobs_store::{StoreError, Write, WriteOutcome};
+use durable_jobs_store::{Write, WriteOutcome};
 
 use super::WorkerShared;
 use crate::failpoint::failpoint;
@@ -14,13 +15,10 @@ const MAX_BATCH: usize = 1024;
 /// How long a batch keeps being retried on retryable store errors before it is given up.
 const RETRY_BUDGET: Duration = Duration::from_secs(10);
 
-/// A reply to a write whose sender waits (checkpoints).
-pub(crate) type Ack = Sender<Result<WriteOutcome, StoreError>>;
-
 /// A message to the committer.
 pub(crate) enum Commit {
-    /// Write this; reply on `ack` if given.
-    Write(Write, Option<Ack>),
+    /// Write this (a job's outcome; nobody waits for it).
+    Write(Write),
     /// Reply once everything sent before has been committed (or given up).
     Flush(Sender<()>),
     /// Commit what is queued, then stop.
@@ -29,7 +27,6 @@ pub(crate) enum Commit {
 
 pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
-    let mut acks = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     let mut stop = false;
     while !stop {
@@ -37,10 +34,7 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Commit::Write(w, ack) => {
-                    writes.push(w);
-                    acks.push(ack);
-                }
+                Commit::Write(w) => writes.push(w),
                 Commit::Flush(done) => flushes.push(done),
                 Commit::Stop => stop = true,
             }
@@ -49,7 +43,7 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
             }
         }
         if !writes.is_empty() {
-            commit_batch(shared, &writes, &mut acks);
+            commit_batch(shared, &writes);
             writes.clear();
         }
         for done in flushes.drain(..) {
@@ -58,40 +52,34 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
     }
 }
 
-/// Commits `writes` (retrying retryable errors for a while) and answers every ack.
-fn commit_batch(shared: &WorkerShared, writes: &[Write], acks: &mut Vec<Option<Ack>>) {
+/// Commits `writes`, retrying retryable errors for a while.
+fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
     if writes.iter().any(|w| matches!(w, Write::Complete { .. })) {
         failpoint!("before-completion-commit");
     }
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
-    let result = loop {
+    loop {
         match shared.queue.store.commit(&shared.worker_id, shared.queue.now(), writes) {
-            Ok(outcomes) => break Ok(outcomes),
+            Ok(outcomes) => {
+                failpoint!("inside-group-commit");
+                let lost = outcomes.iter().filter(|o| **o == WriteOutcome::LeaseLost).count();
+                if lost > 0 {
+                    tracing::warn!(lost, "outcomes of jobs whose lease was lost were refused");
+                }
+                shared.queue.notify_committed();
+                return;
+            }
             Err(e) if e.is_retryable() && started.elapsed() < RETRY_BUDGET => {
                 tracing::warn!(error = %e, writes = writes.len(), "commit failed; retrying");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
-            Err(e) => break Err(e),
-        }
-    };
-    match result {
-        Ok(outcomes) => {
-            failpoint!("inside-group-commit");
-            for (ack, outcome) in acks.drain(..).zip(outcomes) {
-                if let Some(ack) = ack {
-                    let _ = ack.send(Ok(outcome));
-                }
-            }
-            shared.queue.notify_committed();
-        }
-        Err(e) => {
-            // Jobs whose completion is lost here stay running until their lease expires; the
-            // reaper then gives them another attempt (at-least-once).
-            tracing::error!(error = %e, writes = writes.len(), "commit failed; giving up this batch");
-            for ack in acks.drain(..).flatten() {
-                let _ = ack.send(Err(StoreError::new(e.kind(), e.message())));
+            Err(e) => {
+                // Jobs whose outcome is lost here stay running until their lease expires; the
+                // reaper then gives them another attempt (at-least-once).
+                tracing::error!(error = %e, writes = writes.len(), "commit failed; giving up this batch");
+                return;
             }
         }
     }

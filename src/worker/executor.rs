@@ -69,7 +69,7 @@ fn execute(shared: &Arc<WorkerShared>, job: &ClaimedJob) {
         Ok(result) => Write::Complete { job: job.id, result },
         Err(failure) => failure_write(shared, job, failure),
     };
-    if shared.committer.send(Commit::Write(write, None)).is_err() {
+    if shared.committer.send(Commit::Write(write)).is_err() {
         tracing::warn!(job = %job.id, "worker stopped before the outcome was written; the lease will expire");
     }
 }

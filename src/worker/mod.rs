@@ -1,11 +1,16 @@
 //! The worker pool: a dispatcher claims batches, worker threads run jobs, a committer
-//! group-commits their writes, and a maintenance thread renews leases and reclaims dead ones.
+//! group-commits their outcomes, and a maintenance thread renews leases and reclaims dead ones.
 //!
 //! ```text
-//!   store ──claim──▶ dispatcher ──jobs (bounded)──▶ worker threads ──writes──▶ committer ──▶ store
-//!     ▲                  ▲ doorbell: enqueue, freed slot, retry time              │
-//!     └── renew / reclaim / wake ── maintenance                                   └─ acks to `call`
+//!   store ──claim──▶ dispatcher ──jobs (bounded)──▶ worker threads ──outcomes──▶ committer ──▶ store
+//!     ▲                  ▲ doorbell: enqueue, freed slots, retry time   │
+//!     │                                                                 └── checkpoints (`call`) ──▶ store
+//!     └── renew / reclaim / wake ── maintenance
 //! ```
+//!
+//! Outcomes do not hold up a worker thread; checkpoints do (`call` is durable on return) and
+//! are written by the worker thread itself: the store's group commit merges the checkpoints of
+//! concurrent threads into one transaction.
 
 mod committer;
 mod dispatcher;

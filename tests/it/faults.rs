@@ -49,6 +49,11 @@ fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
         let store = store.clone();
         std::thread::spawn(move || {
             if lasting {
+                // Heal 100 ms after the fault first hit (the worker polls, so its call comes).
+                let since = Instant::now();
+                while store.hits() == 0 && since.elapsed() < PATIENCE {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 std::thread::sleep(Duration::from_millis(100));
                 store.heal();
             }

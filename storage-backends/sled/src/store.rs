@@ -173,6 +173,10 @@ impl Store for SledStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Checkpoints cannot change under the write lock, so they are looked up outside the
+        // transaction (which cannot scan).
+        let resumed: Vec<JobId> =
+            ids.iter().copied().filter(|id| self.checkpoints.scan_prefix(keys::id(*id)).next().is_some()).collect();
         let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
         let claimed = trees
             .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
@@ -181,7 +185,8 @@ impl Store for SledStore {
                 for &id in &ids {
                     let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
                     let mut job = old.clone();
-                    claimed.push(transition::claim(&mut job, req));
+                    let resumed = resumed.contains(&id);
+                    claimed.push(transition::claim(&mut job, req, resumed));
                     tx.save(Some(&old), &job)?;
                 }
                 Ok(claimed)

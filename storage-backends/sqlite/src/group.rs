@@ -9,9 +9,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crossbeam_channel::{bounded, Sender};
+use std::sync::Arc;
+
 use durable_jobs_store::{StoreError, StoreErrorKind};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
 use crate::error::store_error;
@@ -43,7 +44,35 @@ trait Queued: Send {
 struct QueuedWrite<T, F> {
     what: &'static str,
     op: F,
-    reply: Sender<Reply<T>>,
+    reply: Arc<Mailbox<Reply<T>>>,
+}
+
+/// Where a waiting writer gets its replies. Waiting parks the thread at once: with many
+/// writers on few cores, spinning channels would burn the CPU the leader needs.
+struct Mailbox<T> {
+    slot: Mutex<VecDeque<T>>,
+    ready: Condvar,
+}
+
+impl<T> Mailbox<T> {
+    fn new() -> Self {
+        Mailbox { slot: Mutex::new(VecDeque::with_capacity(2)), ready: Condvar::new() }
+    }
+
+    fn send(&self, value: T) {
+        self.slot.lock().push_back(value);
+        self.ready.notify_one();
+    }
+
+    fn recv(&self) -> T {
+        let mut slot = self.slot.lock();
+        loop {
+            if let Some(value) = slot.pop_front() {
+                return value;
+            }
+            self.ready.wait(&mut slot);
+        }
+    }
 }
 
 impl<T, F> Queued for QueuedWrite<T, F>
@@ -62,17 +91,17 @@ where
                 (Some(e), Ok(_)) => Err(copy(e)),
                 (None, result) => result,
             };
-            let _ = reply.send(Reply::Done(out));
+            reply.send(Reply::Done(out));
         });
         (deliver, own_error)
     }
 
     fn fail(self: Box<Self>, error: &StoreError) {
-        let _ = self.reply.send(Reply::Done(Err(copy(error))));
+        self.reply.send(Reply::Done(Err(copy(error))));
     }
 
     fn lead(&self) {
-        let _ = self.reply.send(Reply::Lead);
+        self.reply.send(Reply::Lead);
     }
 }
 
@@ -80,15 +109,20 @@ fn copy(e: &StoreError) -> StoreError {
     StoreError::new(e.kind(), e.message())
 }
 
+/// Runs a cached statement that takes no parameters and returns no rows.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
 fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    conn.execute_batch("SAVEPOINT write")?;
+    exec(conn, "SAVEPOINT write")?;
     match op(conn) {
-        Ok(value) => conn.execute_batch("RELEASE write").map(|()| value),
+        Ok(value) => exec(conn, "RELEASE write").map(|()| value),
         Err(e) => {
             // If SQLite already rolled the whole transaction back, these fail too; the batch
             // then reports that to every write.
-            let _ = conn.execute_batch("ROLLBACK TO write; RELEASE write");
+            let _ = exec(conn, "ROLLBACK TO write").and_then(|()| exec(conn, "RELEASE write"));
             Err(e)
         }
     }
@@ -129,10 +163,10 @@ impl GroupWriter {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, replies) = bounded(2);
+        let replies = Arc::new(Mailbox::new());
         let lead_now = {
             let mut waiting = self.waiting.lock();
-            waiting.writes.push_back(Box::new(QueuedWrite { what, op, reply }));
+            waiting.writes.push_back(Box::new(QueuedWrite { what, op, reply: replies.clone() }));
             !std::mem::replace(&mut waiting.leading, true)
         };
         if lead_now {
@@ -140,9 +174,8 @@ impl GroupWriter {
         }
         loop {
             match replies.recv() {
-                Ok(Reply::Done(out)) => return out,
-                Ok(Reply::Lead) => self.lead(),
-                Err(_) => return Err(StoreError::new(StoreErrorKind::Other, "sqlite: the writer dropped a write")),
+                Reply::Done(out) => return out,
+                Reply::Lead => self.lead(),
             }
         }
     }
@@ -171,7 +204,7 @@ impl GroupWriter {
             return;
         }
         self.transactions.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
             let e = store_error("begin", e);
             for write in batch {
                 write.fail(&e);
@@ -197,8 +230,8 @@ impl GroupWriter {
         }
         let failed = match lost {
             Some(e) => Some(e),
-            None => conn.execute_batch("COMMIT").err().map(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
+            None => exec(conn, "COMMIT").err().map(|e| {
+                let _ = exec(conn, "ROLLBACK");
                 store_error("commit", e)
             }),
         };
@@ -210,8 +243,6 @@ impl GroupWriter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// Five writes queue while the connection is busy; they then commit as one transaction,

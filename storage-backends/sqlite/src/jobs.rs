@@ -59,12 +59,37 @@ struct Candidate {
     id: i64,
 }
 
+/// One queue: the scan and the update in one statement.
+const CLAIM_ONE_QUEUE: &str =
+    "UPDATE jobs SET status = 'running', attempt = attempt + 1, locked_by = ?5, lease_until = ?6,
+                     started_at = ?2, updated_at = ?2
+     WHERE id IN (SELECT id FROM jobs
+                  WHERE queue = ?1 AND status = 'pending' AND run_at <= ?2
+                    AND name IN (SELECT value FROM json_each(?3))
+                  ORDER BY priority DESC, run_at, id
+                  LIMIT ?4)
+     RETURNING id, queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us, backoff_max_us,
+               EXISTS (SELECT 1 FROM checkpoints WHERE job_id = jobs.id), run_at";
+
 pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Vec<ClaimedJob>> {
     if req.limit == 0 || req.queues.is_empty() || req.names.is_empty() {
         return Ok(Vec::new());
     }
     let names = serde_json::to_string(&req.names).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+    if let [queue] = req.queues.as_slice() {
+        let mut claim = conn.prepare_cached(CLAIM_ONE_QUEUE)?;
+        // Stepped to the end (not query_row): see BENCHMARKS.md fact 2 on RETURNING.
+        let mut rows = claim.query(params![queue, req.now.0, names, limit, req.worker, req.lease_until.0])?;
+        let mut claimed = Vec::with_capacity(req.limit.min(1024));
+        while let Some(r) = rows.next()? {
+            let job = claimed_job(r, 1)?;
+            claimed.push((r.get::<_, i64>(11)?, job));
+        }
+        // RETURNING has no order: restore the claim order.
+        claimed.sort_by_key(|(run_at, j)| (std::cmp::Reverse(j.priority), *run_at, j.id));
+        return Ok(claimed.into_iter().map(|(_, j)| j).collect());
+    }
     // Per queue, the best `limit` ready jobs straight off the claim index (no sort); then the
     // best `limit` of those across queues.
     let mut scan = conn.prepare_cached(CLAIM_SCAN)?;
@@ -85,27 +110,37 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<V
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, locked_by = ?2, lease_until = ?3,
                          started_at = ?4, updated_at = ?4
          WHERE id = ?1 AND status = 'pending'
-         RETURNING queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us, backoff_max_us",
+         RETURNING queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us, backoff_max_us,
+                   EXISTS (SELECT 1 FROM checkpoints WHERE job_id = jobs.id)",
     )?;
     let mut claimed = Vec::with_capacity(candidates.len());
     for c in candidates {
         // Stepped to the end (not query_row): see BENCHMARKS.md fact 2 on RETURNING.
         let mut rows = take.query(params![c.id, req.worker, req.lease_until.0, req.now.0])?;
         while let Some(r) = rows.next()? {
-            claimed.push(ClaimedJob {
-                id: JobId(c.id),
-                queue: r.get(0)?,
-                name: r.get(1)?,
-                args: r.get::<_, Bytes>(2)?.0,
-                attempt: rows::count(r.get(3)?),
-                max_attempts: rows::count(r.get(4)?),
-                priority: r.get(5)?,
-                timeout: rows::duration(r.get(6)?),
-                retry_policy: rows::retry_policy(r.get(7)?, r.get(8)?),
-            });
+            let mut job = claimed_job(r, 0)?;
+            job.id = JobId(c.id);
+            claimed.push(job);
         }
     }
     Ok(claimed)
+}
+
+/// A claimed job from `RETURNING queue, name, args, …` starting at column `at` (after `id`,
+/// whose column is `at - 1` when present).
+fn claimed_job(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ClaimedJob> {
+    Ok(ClaimedJob {
+        id: JobId(if at > 0 { r.get(at - 1)? } else { 0 }),
+        queue: r.get(at)?,
+        name: r.get(at + 1)?,
+        args: r.get::<_, Bytes>(at + 2)?.0,
+        attempt: rows::count(r.get(at + 3)?),
+        max_attempts: rows::count(r.get(at + 4)?),
+        priority: r.get(at + 5)?,
+        timeout: rows::duration(r.get(at + 6)?),
+        retry_policy: rows::retry_policy(r.get(at + 7)?, r.get(at + 8)?),
+        resumed: r.get(at + 9)?,
+    })
 }
 
 pub(crate) fn get(conn: &Connection, job: JobId) -> rusqlite::Result<Option<JobRecord>> {
@@ -175,9 +210,11 @@ mod tests {
     fn claim_scan_uses_claim_index_without_sorting() {
         let mut conn = Connection::open_in_memory().expect("open");
         crate::schema::migrate(&mut conn, 0).expect("migrate");
-        let claim = plan(&conn, CLAIM_SCAN);
-        assert!(claim.contains("USING INDEX jobs_claim (queue=? AND status=?"), "claim plan:\n{claim}");
-        assert!(!claim.contains("TEMP B-TREE"), "claim plan sorts:\n{claim}");
+        for sql in [CLAIM_SCAN, CLAIM_ONE_QUEUE] {
+            let claim = plan(&conn, sql);
+            assert!(claim.contains("USING INDEX jobs_claim (queue=? AND status=?"), "claim plan:\n{claim}");
+            assert!(!claim.contains("TEMP B-TREE"), "claim plan sorts:\n{claim}");
+        }
         let holder = plan(&conn, LIVE_KEY_HOLDER);
         assert!(holder.contains("jobs_unique"), "unique lookup plan:\n{holder}");
     }

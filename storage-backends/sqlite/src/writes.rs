@@ -1,12 +1,18 @@
 //! Fenced writes about running jobs, lease renewal, release, reclaim and wake-ups.
 
 use durable_jobs_store::{lease_expired_message, JobId, Reclaimed, Timestamp, Write, WriteOutcome};
-use rusqlite::{params, Connection, ToSql};
+use rusqlite::{params, Connection};
 
 use crate::rows::{self, Json};
 
-/// The fence every write about a running job carries: `?1` is the job, `?2` the worker.
-const FENCE: &str = "WHERE id = ?1 AND status = 'running' AND locked_by = ?2";
+/// A statement ending a run of a job, fenced: `?1` is the job, `?2` the worker, `?3` now, then
+/// the statement's own parameters from `?4`. Built at compile time: the statement cache is keyed
+/// by text, and this runs for every completion.
+macro_rules! fenced {
+    ($set:literal) => {
+        concat!("UPDATE jobs SET ", $set, ", updated_at = ?3 WHERE id = ?1 AND status = 'running' AND locked_by = ?2")
+    };
+}
 
 pub(crate) fn commit(
     conn: &Connection,
@@ -25,17 +31,13 @@ pub(crate) fn commit(
 /// Applies one write; `false` if the fence refused it.
 fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::Result<bool> {
     let job = write.job().0;
-    // Ends the run: `?1` job, `?2` worker, `?3` now, then `extra` as `?4`, `?5`.
-    let end = |set: &str, extra: &[&dyn ToSql]| -> rusqlite::Result<bool> {
-        let sql = format!("UPDATE jobs SET {set}, locked_by = NULL, lease_until = NULL, updated_at = ?3 {FENCE}");
-        let fence: [&dyn ToSql; 3] = [&job, &worker, &now];
-        let all: Vec<&dyn ToSql> = fence.into_iter().chain(extra.iter().copied()).collect();
-        Ok(conn.prepare_cached(&sql)?.execute(all.as_slice())? == 1)
-    };
-    match write {
+    let changed = match write {
         Write::Checkpoint { checkpoint, .. } => {
-            let touch = format!("UPDATE jobs SET updated_at = ?3 {FENCE}");
-            if conn.prepare_cached(&touch)?.execute(params![job, worker, now])? == 0 {
+            // Read, not written: a checkpoint leaves the job's row (and its page) alone.
+            let held = conn
+                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2")?
+                .exists(params![job, worker])?;
+            if !held {
                 return Ok(false);
             }
             let (ok, value) = match &checkpoint.outcome {
@@ -48,15 +50,28 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
                  SET name = excluded.name, ok = excluded.ok, value = excluded.value, created_at = excluded.created_at",
             )?
             .execute(params![job, checkpoint.index, checkpoint.name, ok, Json(value), now])?;
-            Ok(true)
+            1
         }
-        Write::Complete { result, .. } => end("status = 'completed', result = ?4, finished_at = ?3", &[&Json(result)]),
-        Write::Retry { error, run_at, .. } => {
-            end("status = 'pending', last_error = ?4, run_at = ?5", &[error, &run_at.0])
-        }
-        Write::Fail { error, .. } => end("status = 'failed', last_error = ?4, finished_at = ?3", &[error]),
-        Write::Suspend { wake_at, .. } => end("status = 'waiting', wake_at = ?4", &[&wake_at.map(|t| t.0)]),
-    }
+        Write::Complete { result, .. } => conn
+            .prepare_cached(fenced!(
+                "status = 'completed', result = ?4, finished_at = ?3, locked_by = NULL, lease_until = NULL"
+            ))?
+            .execute(params![job, worker, now, Json(result)])?,
+        Write::Retry { error, run_at, .. } => conn
+            .prepare_cached(fenced!(
+                "status = 'pending', last_error = ?4, run_at = ?5, locked_by = NULL, lease_until = NULL"
+            ))?
+            .execute(params![job, worker, now, error, run_at.0])?,
+        Write::Fail { error, .. } => conn
+            .prepare_cached(fenced!(
+                "status = 'failed', last_error = ?4, finished_at = ?3, locked_by = NULL, lease_until = NULL"
+            ))?
+            .execute(params![job, worker, now, error])?,
+        Write::Suspend { wake_at, .. } => conn
+            .prepare_cached(fenced!("status = 'waiting', wake_at = ?4, locked_by = NULL, lease_until = NULL"))?
+            .execute(params![job, worker, now, wake_at.map(|t| t.0)])?,
+    };
+    Ok(changed == 1)
 }
 
 pub(crate) fn renew(
@@ -65,7 +80,9 @@ pub(crate) fn renew(
     jobs: &[JobId],
     lease_until: Timestamp,
 ) -> rusqlite::Result<Vec<JobId>> {
-    let mut stmt = conn.prepare_cached(&format!("UPDATE jobs SET lease_until = ?3 {FENCE}"))?;
+    // `?3` is the new lease here, not now.
+    let mut stmt = conn
+        .prepare_cached("UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND status = 'running' AND locked_by = ?2")?;
     let mut lost = Vec::new();
     for &job in jobs {
         if stmt.execute(params![job.0, worker, lease_until.0])? == 0 {
@@ -76,9 +93,8 @@ pub(crate) fn renew(
 }
 
 pub(crate) fn release(conn: &Connection, worker: &str, jobs: &[JobId], now: Timestamp) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE jobs SET status = 'pending', attempt = MAX(attempt - 1, 0), locked_by = NULL, lease_until = NULL,
-                         updated_at = ?3 {FENCE}"
+    let mut stmt = conn.prepare_cached(fenced!(
+        "status = 'pending', attempt = MAX(attempt - 1, 0), locked_by = NULL, lease_until = NULL"
     ))?;
     let mut released = 0;
     for &job in jobs {

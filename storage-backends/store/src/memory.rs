@@ -71,8 +71,9 @@ impl Store for MemoryStore {
         let ids: Vec<JobId> = ready.iter().take(req.limit).map(|j| j.id).collect();
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
+            let resumed = st.checkpoints.range((id, 0)..=(id, u32::MAX)).next().is_some();
             if let Some(job) = st.jobs.get_mut(&id) {
-                claimed.push(transition::claim(job, req));
+                claimed.push(transition::claim(job, req, resumed));
             }
         }
         Ok(claimed)

@@ -229,6 +229,9 @@ pub struct ClaimedJob {
     pub timeout: Option<Duration>,
     /// Backoff override.
     pub retry_policy: Option<RetryPolicy>,
+    /// Whether the job has checkpoints (an earlier run recorded steps). `false` means it has
+    /// none, so a worker need not read them.
+    pub resumed: bool,
 }
 
 /// A checkpoint: the recorded outcome of one durable step of a job.

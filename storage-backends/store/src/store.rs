@@ -39,7 +39,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Ready means `Pending`, in one of `req.queues`, with a name in `req.names` and
     /// `run_at <= req.now`. Jobs are taken in order of priority (highest first), then `run_at`,
     /// then id. Each claimed job becomes `Running` with `attempt + 1`, `locked_by = req.worker`,
-    /// `lease_until = req.lease_until` and `started_at = req.now`. The result is in claim order.
+    /// `lease_until = req.lease_until` and `started_at = req.now`. The result is in claim order;
+    /// [`ClaimedJob::resumed`] says whether each job has checkpoints.
     /// Two concurrent claims (from any process) never return the same job.
     ///
     /// Repeat: claims other jobs; the first claim's jobs stay leased until their lease expires.
@@ -50,9 +51,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Returns one outcome per write, in order. A refused write ([`WriteOutcome::LeaseLost`])
     /// does not prevent the others from applying, and a write that ends a job's run (complete,
     /// retry, fail, suspend) makes later writes about that job in the same batch refused.
-    /// Terminal writes set `finished_at = now` and clear the lease; every write sets
-    /// `updated_at = now`. A checkpoint write replaces any checkpoint at the same
-    /// `(job, index)`.
+    /// Terminal writes set `finished_at = now` and clear the lease; every write but a
+    /// checkpoint sets `updated_at = now`. A checkpoint write leaves the job's record unchanged
+    /// and replaces any checkpoint at the same `(job, index)`.
     ///
     /// Repeat: checkpoints are rewritten with the same value (idempotent); job-ending writes
     /// report `LeaseLost` because the job is no longer running.

@@ -44,8 +44,9 @@ pub fn is_held_by(job: &JobRecord, worker: &str) -> bool {
     job.status == JobStatus::Running && job.locked_by.as_deref() == Some(worker)
 }
 
-/// Leases a pending job to `req.worker` and describes it for the worker.
-pub fn claim(job: &mut JobRecord, req: &ClaimRequest) -> ClaimedJob {
+/// Leases a pending job to `req.worker` and describes it for the worker; `resumed` says
+/// whether the job has checkpoints.
+pub fn claim(job: &mut JobRecord, req: &ClaimRequest, resumed: bool) -> ClaimedJob {
     job.status = JobStatus::Running;
     job.attempt += 1;
     job.locked_by = Some(req.worker.clone());
@@ -62,14 +63,15 @@ pub fn claim(job: &mut JobRecord, req: &ClaimRequest) -> ClaimedJob {
         priority: job.priority,
         timeout: job.timeout,
         retry_policy: job.retry_policy,
+        resumed,
     }
 }
 
 /// Applies a fenced write (already checked with [`is_held_by`]) to the job's record. A
-/// checkpoint only touches `updated_at`; storing it is the backend's part.
+/// checkpoint leaves the record alone; storing it is the backend's part.
 pub fn apply(job: &mut JobRecord, write: &Write, now: Timestamp) {
     match write {
-        Write::Checkpoint { .. } => job.updated_at = now,
+        Write::Checkpoint { .. } => {}
         Write::Complete { result, .. } => {
             job.result = Some(result.clone());
             end_run(job, JobStatus::Completed, now);

@@ -312,3 +312,18 @@ pub fn committed_work_survives_reopen(h: &dyn Harness) {
     let more = insert(&*store, &[job("a")]);
     assert!(more[0] > ids[2], "ids keep increasing after reopen");
 }
+
+/// A claim says whether the job has checkpoints, so workers read them only when there are some.
+pub fn claim_reports_whether_checkpoints_exist(h: &dyn Harness) {
+    let store = h.open();
+    let ids = insert(&*store, &[job("a"), job("a")]);
+    let claimed = store.claim(&claim_req(WORKER, 2, T0)).unwrap();
+    assert!(claimed.iter().all(|c| !c.resumed), "fresh jobs have no checkpoints: {claimed:?}");
+    let cp = Checkpoint { index: 0, name: "s".into(), outcome: Ok(b"1".to_vec()) };
+    let done = store.commit(WORKER, T0, &[Write::Checkpoint { job: ids[0], checkpoint: cp }]).unwrap();
+    assert_eq!(done, vec![WriteOutcome::Applied]);
+    assert_eq!(store.release(WORKER, &ids, at(1)).unwrap(), 2);
+    let again = store.claim(&claim_req(WORKER, 2, at(1))).unwrap();
+    let resumed: Vec<(JobId, bool)> = again.iter().map(|c| (c.id, c.resumed)).collect();
+    assert_eq!(resumed, vec![(ids[0], true), (ids[1], false)]);
+}

@@ -47,6 +47,7 @@ macro_rules! store_conformance_tests {
             claim_filters_queues_and_names,
             claim_respects_limit_and_never_returns_a_job_twice,
             claim_sets_lease_and_attempt,
+            claim_reports_whether_checkpoints_exist,
             concurrent_claims_never_share_a_job,
             complete_stores_result_and_ends_run,
             retry_requeues_with_error_and_run_at,
