@@ -5,7 +5,7 @@
 //! cargo run --release --example bench                                   # SQLite, Durability::Full
 //! cargo run --release --example bench -- --durability normal --json
 //! cargo run --release --features sled --example bench -- --store sled
-//! cargo run --release --example bench -- --quick --only W3,W5            # smaller, a subset
+//! cargo run --release --example bench -- --quick --only W3,W5,idle       # smaller, a subset
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use durable_jobs::store::faulty::FaultyStore;
 use durable_jobs::{call, Error, JobContext, JobId, JobOptions, JobStatus, Queue, Store};
 use serde::Serialize;
 
@@ -101,6 +102,9 @@ fn run(args: &Args) -> Res<()> {
     }
     if want("W7") {
         rows.push(bench.w7()?);
+    }
+    if want("idle") {
+        rows.extend(bench.idle(if args.quick { 2 } else { 10 })?);
     }
     print(&rows, args.json)?;
     Ok(())
@@ -336,6 +340,26 @@ impl Bench {
         Ok(rows)
     }
 
+    /// A worker with nothing to do: store calls per second and CPU use, over `secs` seconds.
+    fn idle(&self, secs: u64) -> Res<Vec<Row>> {
+        progress("idle", &format!("a worker with nothing to do, default settings, {secs} s"));
+        let store = Arc::new(FaultyStore::new(self.open(&self.path("idle"))?));
+        let queue = Queue::new(store.clone());
+        register(&queue)?;
+        let worker = queue.worker().start()?;
+        std::thread::sleep(Duration::from_secs(1));
+        let (calls, cpu, started) = (store.calls(), cpu_seconds(), Instant::now());
+        std::thread::sleep(Duration::from_secs(secs));
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = (store.calls() - calls) as f64 / elapsed;
+        let core = (cpu_seconds() - cpu) / elapsed * 100.0;
+        worker.shutdown();
+        Ok(vec![
+            row("idle", "idle worker: store calls", rate, "calls/s", None, "a few per second"),
+            row("idle", "idle worker: CPU", core, "% of a core", None, "< 1 %"),
+        ])
+    }
+
     fn w7(&self) -> Res<Row> {
         let lease = Duration::from_secs(2);
         progress("W7", "SIGKILL a worker holding 100 running jobs; time until another finished them");
@@ -443,6 +467,15 @@ fn recovery_child(dir: &Path) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
+}
+
+/// CPU time this process has used (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.

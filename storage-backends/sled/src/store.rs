@@ -5,8 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use durable_jobs_store::{
-    count_by_queue_and_status, transition, Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, Reclaimed, StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
+    transition, Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed,
+    StatusCount, StatusCounter, Store, StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use sled::transaction::Transactional;
@@ -328,8 +328,12 @@ impl Store for SledStore {
     }
 
     fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let jobs = decode_all(self.jobs.iter()).collect::<Result<Vec<_>, _>>()?;
-        Ok(count_by_queue_and_status(jobs.iter()))
+        // Streamed: one record decoded at a time, whatever the table's size.
+        let mut counter = StatusCounter::default();
+        for job in decode_all(self.jobs.iter()) {
+            counter.add(&job?);
+        }
+        Ok(counter.finish())
     }
 }
 

@@ -52,7 +52,7 @@ pub mod conformance;
 pub mod faulty;
 
 pub use error::{StoreError, StoreErrorKind};
-pub use memory::{count_by_queue_and_status, lease_expired_message, MemoryStore};
+pub use memory::{lease_expired_message, MemoryStore, StatusCounter};
 pub use record::{
     Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, Reclaimed,
     RetryPolicy, StatusCount, Timestamp, UnknownStatus, Write, WriteOutcome,

@@ -159,17 +159,31 @@ impl Store for MemoryStore {
 
     fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         let st = self.state.lock();
-        Ok(count_by_queue_and_status(st.jobs.values()))
+        let mut counter = StatusCounter::default();
+        st.jobs.values().for_each(|j| counter.add(j));
+        Ok(counter.finish())
     }
 }
 
-/// Counts jobs per queue and status, sorted as [`Store::counts`] returns them.
-pub fn count_by_queue_and_status<'a>(jobs: impl Iterator<Item = &'a JobRecord>) -> Vec<StatusCount> {
-    let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
-    for job in jobs {
-        *counts.entry((job.queue.clone(), job.status)).or_default() += 1;
+/// Counts jobs per queue and status, one record at a time, for [`Store::counts`].
+#[derive(Debug, Default)]
+pub struct StatusCounter(BTreeMap<(String, JobStatus), u64>);
+
+impl StatusCounter {
+    /// Counts `job`.
+    pub fn add(&mut self, job: &JobRecord) {
+        match self.0.get_mut(&(job.queue.clone(), job.status)) {
+            Some(n) => *n += 1,
+            None => {
+                self.0.insert((job.queue.clone(), job.status), 1);
+            }
+        }
     }
-    counts.into_iter().map(|((queue, status), count)| StatusCount { queue, status, count }).collect()
+
+    /// The counts, sorted as [`Store::counts`] returns them.
+    pub fn finish(self) -> Vec<StatusCount> {
+        self.0.into_iter().map(|((queue, status), count)| StatusCount { queue, status, count }).collect()
+    }
 }
 
 /// The `last_error` a reclaimed job gets. Shared so every backend words it the same.
