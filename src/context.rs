@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a checkpoint keeps being retried on retryable store errors before `call` fails.
-const CHECKPOINT_RETRY_BUDGET: Duration = Duration::from_secs(5);
-
 use durable_jobs_store::{Checkpoint, ClaimedJob, JobId, Write, WriteOutcome};
 
 use crate::worker::{JobSignal, WorkerShared};
 use crate::Error;
+
+/// How long a checkpoint keeps being retried on retryable store errors before `call` fails.
+const CHECKPOINT_RETRY_BUDGET: Duration = Duration::from_secs(5);
 
 /// The running job, passed to every handler.
 ///

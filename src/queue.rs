@@ -171,8 +171,9 @@ impl Queue {
     /// cannot be stored (checked before any storage call); [`Error::Duplicate`] if a live job
     /// holds the unique key; [`Error::Store`] if the store fails.
     pub fn enqueue<A: Serialize + ?Sized>(&self, name: &str, args: &A, options: JobOptions) -> Result<JobId, Error> {
+        self.check_registered(name)?;
         let args = self.encode(name, args)?;
-        self.insert_one(name, args, options)
+        one(self.insert(name, vec![args], &options)?)
     }
 
     /// Enqueues one job per element of `args`, all with `options`, in one transaction: all
@@ -207,14 +208,7 @@ impl Queue {
     /// As [`enqueue`](Self::enqueue), except [`Error::UnknownJob`] and [`Error::Encode`].
     pub fn enqueue_raw(&self, name: &str, args_json: &[u8], options: JobOptions) -> Result<JobId, Error> {
         self.check_size(name, args_json.len())?;
-        let ids = self.insert(name, vec![args_json.to_vec()], &options)?;
-        ids.into_iter().next().ok_or_else(|| internal("enqueue returned no id"))
-    }
-
-    fn insert_one(&self, name: &str, args: Vec<u8>, options: JobOptions) -> Result<JobId, Error> {
-        self.check_registered(name)?;
-        let ids = self.insert(name, vec![args], &options)?;
-        ids.into_iter().next().ok_or_else(|| internal("enqueue returned no id"))
+        one(self.insert(name, vec![args_json.to_vec()], &options)?)
     }
 
     fn check_registered(&self, name: &str) -> Result<(), Error> {
@@ -358,6 +352,9 @@ impl Queue {
     }
 }
 
-fn internal(what: &str) -> Error {
-    Error::Store(StoreError::new(durable_jobs_store::StoreErrorKind::Other, what))
+/// The id of a one-job enqueue.
+fn one(ids: Vec<JobId>) -> Result<JobId, Error> {
+    ids.into_iter().next().ok_or_else(|| {
+        Error::Store(StoreError::new(durable_jobs_store::StoreErrorKind::Other, "the store returned no id"))
+    })
 }
