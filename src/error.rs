@@ -188,6 +188,10 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The queue a [`JobHandle`](crate::JobHandle) belongs to was dropped.
+    #[error("the queue of this job handle was dropped")]
+    QueueClosed,
+
     /// A worker thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Spawn(#[source] std::io::Error),

@@ -47,6 +47,7 @@ mod doorbell;
 mod error;
 mod failpoint;
 mod failure;
+mod handle;
 mod inspect;
 mod names;
 mod options;
@@ -61,6 +62,7 @@ pub use clock::{Clock, SystemClock};
 pub use context::JobContext;
 pub use error::{BoxError, Error};
 pub use failpoint::FAILPOINTS;
+pub use handle::JobHandle;
 pub use inspect::JobInfo;
 pub use names::MAX_NAME_LEN;
 pub use options::{JobOptions, DEFAULT_QUEUE, MAX_UNIQUE_KEY_LEN};
@@ -94,3 +96,41 @@ pub mod store {
 #[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Misuse that the types forbid (each block must fail to compile).
+///
+/// A handler runs on worker threads, so it must be `Send + Sync`:
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use durable_jobs::{JobContext, MemoryStore, Queue};
+///
+/// let queue = Queue::new(MemoryStore::new());
+/// let local = Rc::new(5_u32);
+/// queue.register("job", move |_: &JobContext, (): ()| Ok::<u32, std::io::Error>(*local)).unwrap();
+/// ```
+///
+/// A `JobContext` belongs to the thread running the job; it cannot be shared with another:
+///
+/// ```compile_fail
+/// use durable_jobs::{JobContext, MemoryStore, Queue};
+///
+/// let queue = Queue::new(MemoryStore::new());
+/// queue
+///     .register("job", |ctx: &JobContext, (): ()| -> Result<u32, std::io::Error> {
+///         Ok(std::thread::scope(|s| s.spawn(|| ctx.attempt()).join().unwrap()))
+///     })
+///     .unwrap();
+/// ```
+///
+/// A typed handle takes only its argument type:
+///
+/// ```compile_fail
+/// use durable_jobs::{JobContext, JobOptions, MemoryStore, Queue};
+///
+/// let queue = Queue::new(MemoryStore::new());
+/// let double = queue.define("double", |_: &JobContext, n: u64| Ok::<u64, std::io::Error>(n * 2)).unwrap();
+/// double.enqueue(&"five", JobOptions::new()).unwrap();
+/// ```
+#[cfg(doctest)]
+pub struct CompileFail;

@@ -274,4 +274,41 @@ crate::backend_tests!(
     checkpoint_is_durable_when_call_returns,
     nested_calls_belong_to_their_step,
     concurrent_workflows_run_each_step_once,
+    typed_handles_enqueue_call_and_read_results,
 );
+
+/// Typed handles: steps and jobs through `define`, and a handle captured by a handler does
+/// not keep the queue alive.
+pub fn typed_handles_enqueue_call_and_read_results(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    let charge = queue
+        .define("charge", move |_: &JobContext, cents: u64| -> Result<String, std::io::Error> {
+            l.record(format!("charge {cents}"));
+            Ok(format!("txn-{cents}"))
+        })
+        .unwrap();
+    let c = charge.clone();
+    let order = queue
+        .define("order", move |ctx: &JobContext, cents: u64| -> Result<String, Error> {
+            let txn = c.call(ctx, &cents)?;
+            if ctx.attempt() == 1 {
+                return Err(Error::Step { step: "ship".into(), message: "later".into(), permanent: false });
+            }
+            Ok(format!("{txn} shipped"))
+        })
+        .unwrap();
+    assert_eq!(order.name(), "order");
+    let opts = JobOptions::new().backoff(Duration::from_millis(5), Duration::from_millis(5));
+    let id = order.enqueue(&999, opts).unwrap();
+    let info = crate::support::finish(&queue, id);
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 2), "{info:?}");
+    assert_eq!(order.result(id).unwrap(), "txn-999 shipped");
+    assert_eq!(ledger.count("charge 999"), 1, "the typed step was checkpointed");
+    drop(queue);
+    assert!(
+        matches!(order.enqueue(&1, JobOptions::new()), Err(Error::QueueClosed)),
+        "the handle does not keep the queue"
+    );
+}
