@@ -48,7 +48,7 @@ pub fn is_held_by(job: &JobRecord, worker: &str) -> bool {
 /// whether the job has checkpoints.
 pub fn claim(job: &mut JobRecord, req: &ClaimRequest, resumed: bool) -> ClaimedJob {
     job.status = JobStatus::Running;
-    job.attempt += 1;
+    job.attempt = job.attempt.saturating_add(1);
     job.locked_by = Some(req.worker.clone());
     job.lease_until = Some(req.lease_until);
     job.started_at = Some(req.now);
