@@ -2,14 +2,20 @@
 //!
 //! A backend runs the whole suite with one macro call in its `tests/conformance.rs`:
 //!
-//! ```ignore
-//! struct Fresh(tempfile::TempDir);
-//! impl durable_jobs_store::conformance::Harness for Fresh {
-//!     fn open(&self) -> Box<dyn durable_jobs_store::Store> {
-//!         Box::new(MyStore::open(self.0.path().join("db")).expect("open"))
+//! ```
+//! use durable_jobs_store::{conformance::Harness, MemoryStore, Store};
+//!
+//! /// Opens the store under test; a second `open` must reach the same storage.
+//! struct Memory(MemoryStore);
+//!
+//! impl Harness for Memory {
+//!     fn open(&self) -> Box<dyn Store> {
+//!         Box::new(self.0.clone())
 //!     }
 //! }
-//! durable_jobs_store::store_conformance_tests!(Fresh(tempfile::tempdir().expect("tempdir")));
+//!
+//! durable_jobs_store::store_conformance_tests!(Memory(MemoryStore::new()));
+//! # fn main() {}
 //! ```
 //!
 //! Each case panics with a message saying what it saw when the store breaks the contract.
