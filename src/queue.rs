@@ -274,6 +274,41 @@ impl Queue {
         Ok(ids)
     }
 
+    /// Cancels a job that is waiting to run (pending, delayed, waiting or paused). A running job
+    /// is not interrupted: returns `false`, as for a finished or unknown job.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use durable_jobs::{JobContext, JobOptions, JobStatus, MemoryStore, Queue};
+    ///
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.register("report", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(()))?;
+    /// let id = queue.enqueue("report", &(), JobOptions::new().delay(Duration::from_secs(3600)))?;
+    /// assert!(queue.cancel(id)?);
+    /// assert_eq!(queue.job(id)?.unwrap().status, JobStatus::Cancelled);
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    pub fn cancel(&self, id: JobId) -> Result<bool, Error> {
+        let cancelled = self.inner.store.cancel(id, self.inner.now())?;
+        if cancelled {
+            self.inner.notify_committed();
+        }
+        Ok(cancelled)
+    }
+
+    /// Runs a failed or cancelled job again, with all its attempts (a dead letter retried by
+    /// hand). Its checkpoints are kept: a workflow resumes after its last recorded step.
+    /// Returns `false` if the job is in another status or its unique key is held by another
+    /// live job.
+    pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
+        let now = self.inner.now();
+        let requeued = self.inner.store.requeue(id, now)?;
+        if requeued {
+            self.inner.wake_workers(now);
+        }
+        Ok(requeued)
+    }
+
     /// A builder for a worker pool serving this queue's handlers.
     pub fn worker(&self) -> WorkerBuilder {
         WorkerBuilder::new(self.clone())

@@ -111,4 +111,49 @@ pub fn timeouts_cancel_the_attempt(db: &dyn Backend) {
     assert!(info.last_error.unwrap().contains("timed out after 100ms"));
 }
 
-crate::backend_tests!(job_info_and_results, list_counts_and_wait_timeout, timeouts_cancel_the_attempt);
+crate::backend_tests!(
+    job_info_and_results,
+    list_counts_and_wait_timeout,
+    timeouts_cancel_the_attempt,
+    cancel_and_requeue
+);
+
+/// A dead job is requeued by hand and resumes after its checkpointed step; a waiting job is
+/// cancelled; a running one is not.
+pub fn cancel_and_requeue(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    queue
+        .register("fetch", move |_: &JobContext, (): ()| -> Result<u32, std::io::Error> {
+            l.record("fetch");
+            Ok(7)
+        })
+        .unwrap();
+    let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fixed.clone();
+    queue
+        .register("flow", move |ctx: &JobContext, (): ()| -> Result<u32, Error> {
+            let v: u32 = call(ctx, "fetch", &())?;
+            if !f.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::permanent("bug in the second step"));
+            }
+            Ok(v + 1)
+        })
+        .unwrap();
+    let id = queue.enqueue("flow", &(), JobOptions::new()).unwrap();
+    let later = queue.enqueue("flow", &(), JobOptions::new().delay(Duration::from_secs(3600))).unwrap();
+    assert!(queue.cancel(later).unwrap());
+    assert_eq!(queue.wait(later, PATIENCE).unwrap().status, JobStatus::Cancelled);
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    assert_eq!(queue.wait(id, PATIENCE).unwrap().status, JobStatus::Failed);
+    assert!(!queue.requeue(JobId(id.0 + 1000)).unwrap());
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(queue.requeue(id).unwrap());
+    let info = queue.wait(id, PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 1), "{info:?}");
+    assert_eq!(queue.result::<u32>(id).unwrap(), 8);
+    assert_eq!(ledger.count("fetch"), 1, "the requeued workflow resumed after its checkpoint");
+    assert!(!queue.cancel(id).unwrap(), "a completed job is not cancelled");
+}

@@ -204,6 +204,14 @@ impl Store for Spy {
         self.hit("wake_due");
         self.inner.wake_due(now)
     }
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.hit("cancel");
+        self.inner.cancel(job, now)
+    }
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.hit("requeue");
+        self.inner.requeue(job, now)
+    }
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
         self.hit("checkpoints");
         self.inner.checkpoints(job)

@@ -289,6 +289,31 @@ impl Store for SledStore {
         })
     }
 
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.write("cancel", |tx| {
+            let Some(old) = tx.job(job)?.filter(transition::is_cancellable) else { return Ok(false) };
+            let mut record = old.clone();
+            transition::cancel(&mut record, now);
+            tx.save(Some(&old), &record)?;
+            Ok(true)
+        })
+    }
+
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.write("requeue", |tx| {
+            let Some(old) = tx.job(job)?.filter(transition::is_requeueable) else { return Ok(false) };
+            if let Some(key) = &old.unique_key {
+                if tx.live_holder(key)?.is_some_and(|holder| holder != job) {
+                    return Ok(false);
+                }
+            }
+            let mut record = old.clone();
+            transition::requeue(&mut record, now);
+            tx.save(Some(&old), &record)?;
+            Ok(true)
+        })
+    }
+
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
         self.checkpoints
             .scan_prefix(keys::id(job))

@@ -154,6 +154,14 @@ impl Store for SqliteStore {
         self.writer.write("wake due jobs", move |c| writes::wake_due(c, now))
     }
 
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.writer.write("cancel", move |c| writes::cancel(c, job, now))
+    }
+
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.writer.write("requeue", move |c| writes::requeue(c, job, now))
+    }
+
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
         self.read("read checkpoints", |c| jobs::checkpoints(c, job))
     }

@@ -139,3 +139,27 @@ pub(crate) fn wake_due(conn: &Connection, now: Timestamp) -> rusqlite::Result<us
     )?
     .execute([now.0])
 }
+
+pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'cancelled', wake_at = NULL, finished_at = ?2, updated_at = ?2
+             WHERE id = ?1 AND status IN ('pending', 'waiting', 'paused')",
+        )?
+        .execute(params![job.0, now.0])?;
+    Ok(changed == 1)
+}
+
+pub(crate) fn requeue(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<bool> {
+    // The NOT EXISTS keeps the partial unique index from refusing the update with an error.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'pending', attempt = 0, run_at = ?2, finished_at = NULL, updated_at = ?2
+             WHERE id = ?1 AND status IN ('failed', 'cancelled')
+               AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                               WHERE other.unique_key = jobs.unique_key AND other.id != jobs.id
+                                 AND other.status IN ('pending', 'running', 'waiting', 'paused'))",
+        )?
+        .execute(params![job.0, now.0])?;
+    Ok(changed == 1)
+}

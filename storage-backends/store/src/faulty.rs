@@ -155,6 +155,12 @@ impl<S: Store> Store for FaultyStore<S> {
     fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.call("wake_due", |s| s.wake_due(now))
     }
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.call("cancel", |s| s.cancel(job, now))
+    }
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        self.call("requeue", |s| s.requeue(job, now))
+    }
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
         self.call("checkpoints", |s| s.checkpoints(job))
     }

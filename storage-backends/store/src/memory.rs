@@ -143,6 +143,25 @@ impl Store for MemoryStore {
         Ok(woken)
     }
 
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut st = self.state.lock();
+        let Some(job) = st.jobs.get_mut(&job).filter(|j| transition::is_cancellable(j)) else { return Ok(false) };
+        transition::cancel(job, now);
+        Ok(true)
+    }
+
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut st = self.state.lock();
+        let Some(record) = st.jobs.get(&job).filter(|j| transition::is_requeueable(j)) else { return Ok(false) };
+        if record.unique_key.as_deref().and_then(|k| st.live_holder(k)).is_some() {
+            return Ok(false);
+        }
+        if let Some(record) = st.jobs.get_mut(&job) {
+            transition::requeue(record, now);
+        }
+        Ok(true)
+    }
+
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
         let st = self.state.lock();
         Ok(st.checkpoints.range((job, 0)..=(job, u32::MAX)).map(|(_, c)| c.clone()).collect())

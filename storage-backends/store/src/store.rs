@@ -85,6 +85,22 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Returns how many jobs were woken. Repeat: idempotent.
     fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError>;
 
+    /// Cancels a job that is not running and not finished: `Pending`, `Waiting` or `Paused`
+    /// becomes `Cancelled` with `finished_at = now` (its unique key is freed). A running job is
+    /// left to its worker.
+    ///
+    /// Returns whether the job was cancelled. Repeat: `false`.
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Gives a `Failed` or `Cancelled` job a fresh set of attempts: `Pending` at
+    /// `run_at = now` with `attempt = 0` and `finished_at` cleared; `last_error` and the
+    /// checkpoints are kept, so a workflow resumes after its last recorded step. Refused
+    /// (`false`) if the job is in another status, or its unique key is now held by another live
+    /// job.
+    ///
+    /// Returns whether the job was requeued. Repeat: `false` (it is pending).
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError>;
+
     /// The checkpoints of `job` in index order (empty for an unknown job).
     fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError>;
 
@@ -124,6 +140,12 @@ macro_rules! forward_store {
             }
             fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
                 (**self).wake_due(now)
+            }
+            fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+                (**self).cancel(job, now)
+            }
+            fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+                (**self).requeue(job, now)
             }
             fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
                 (**self).checkpoints(job)

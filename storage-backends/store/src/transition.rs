@@ -130,6 +130,31 @@ pub fn wake(job: &mut JobRecord, now: Timestamp) {
     job.updated_at = now;
 }
 
+/// Whether [`cancel`] applies: the job is waiting to run.
+pub fn is_cancellable(job: &JobRecord) -> bool {
+    matches!(job.status, JobStatus::Pending | JobStatus::Waiting | JobStatus::Paused)
+}
+
+/// Cancels a job that is waiting to run.
+pub fn cancel(job: &mut JobRecord, now: Timestamp) {
+    job.wake_at = None;
+    end_run(job, JobStatus::Cancelled, now);
+}
+
+/// Whether [`requeue`] applies (ignoring unique keys): the job ended without success.
+pub fn is_requeueable(job: &JobRecord) -> bool {
+    matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+}
+
+/// Makes a failed or cancelled job pending again with all its attempts.
+pub fn requeue(job: &mut JobRecord, now: Timestamp) {
+    job.status = JobStatus::Pending;
+    job.attempt = 0;
+    job.run_at = now;
+    job.finished_at = None;
+    job.updated_at = now;
+}
+
 fn end_run(job: &mut JobRecord, status: JobStatus, now: Timestamp) {
     job.status = status;
     job.locked_by = None;

@@ -147,3 +147,56 @@ pub fn suspend_and_wake_due(h: &dyn Harness) {
     assert_eq!(claim_ids(&*store, WORKER, 5, at(20)), vec![ids[0]]);
     assert_eq!(store.get(ids[1]).unwrap().unwrap().status, JobStatus::Waiting, "no wake time: waits for an event");
 }
+
+/// Cancelling stops jobs waiting to run, not running or finished ones, and frees unique keys.
+pub fn cancel_stops_jobs_that_wait(h: &dyn Harness) {
+    let store = h.open();
+    let mut keyed = job("a");
+    keyed.unique_key = Some("k".into());
+    let ids = insert(&*store, &[keyed.clone(), job("a"), job("a")]);
+    claim_ids(&*store, WORKER, 1, T0); // ids[0] is running
+    assert!(!store.cancel(ids[0], at(1)).unwrap(), "a running job is left to its worker");
+    assert!(store.cancel(ids[1], at(1)).unwrap());
+    assert!(!store.cancel(ids[1], at(2)).unwrap(), "second cancel is a no-op");
+    let cancelled = store.get(ids[1]).unwrap().unwrap();
+    assert_eq!((cancelled.status, cancelled.finished_at), (JobStatus::Cancelled, Some(at(1))));
+    assert_eq!(claim_ids(&*store, WORKER, 5, at(3)), vec![ids[2]], "a cancelled job is not claimed");
+    let done = store.commit(WORKER, at(4), &[Write::Complete { job: ids[0], result: b"1".to_vec() }]);
+    assert_eq!(done.unwrap(), vec![WriteOutcome::Applied]);
+    assert!(!store.cancel(ids[0], at(5)).unwrap(), "a completed job is not cancelled");
+    assert!(!store.cancel(crate::JobId(ids[2].0 + 100), at(5)).unwrap(), "unknown job");
+    // A cancelled pending holder frees its key.
+    let second = insert(&*store, &[keyed.clone()])[0];
+    assert!(store.cancel(second, at(6)).unwrap());
+    assert!(matches!(store.enqueue(&[keyed]).unwrap()[0], crate::Enqueued::New(_)));
+}
+
+/// Requeueing gives a failed or cancelled job its attempts back, keeping its checkpoints.
+pub fn requeue_revives_failed_and_cancelled_jobs(h: &dyn Harness) {
+    let store = h.open();
+    let mut keyed = job("a");
+    keyed.unique_key = Some("k".into());
+    keyed.max_attempts = 1;
+    let ids = insert(&*store, &[keyed.clone(), job("a")]);
+    claim_ids(&*store, WORKER, 2, T0);
+    let writes = [
+        checkpoint(ids[0], 0),
+        Write::Fail { job: ids[0], error: "boom".into() },
+        Write::Complete { job: ids[1], result: b"1".to_vec() },
+    ];
+    assert_eq!(store.commit(WORKER, at(1), &writes).unwrap(), vec![WriteOutcome::Applied; 3]);
+    assert!(!store.requeue(ids[1], at(2)).unwrap(), "a completed job is not requeued");
+    // Another live job took the key meanwhile: the failed one cannot come back yet.
+    let holder = insert(&*store, &[keyed])[0];
+    assert!(!store.requeue(ids[0], at(2)).unwrap());
+    assert!(store.cancel(holder, at(2)).unwrap());
+    assert!(store.requeue(ids[0], at(3)).unwrap());
+    assert!(!store.requeue(ids[0], at(3)).unwrap(), "it is pending now");
+    let rec = store.get(ids[0]).unwrap().unwrap();
+    assert_eq!((rec.status, rec.attempt, rec.run_at, rec.finished_at), (JobStatus::Pending, 0, at(3), None));
+    assert_eq!(rec.last_error.as_deref(), Some("boom"));
+    assert_eq!(store.checkpoints(ids[0]).unwrap().len(), 1, "checkpoints are kept");
+    let claimed = store.claim(&super::claim_req(WORKER, 5, at(3))).unwrap();
+    assert_eq!(claimed.iter().map(|c| (c.id, c.attempt, c.resumed)).collect::<Vec<_>>(), vec![(ids[0], 1, true)]);
+    assert!(store.requeue(holder, at(4)).is_ok_and(|r| !r), "the key is held again by the requeued job");
+}

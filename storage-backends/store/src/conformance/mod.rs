@@ -66,6 +66,8 @@ macro_rules! store_conformance_tests {
             release_returns_attempt,
             reclaim_requeues_expired_and_fails_exhausted,
             suspend_and_wake_due,
+            cancel_stops_jobs_that_wait,
+            requeue_revives_failed_and_cancelled_jobs,
             list_filters_and_pages,
             counts_per_queue_and_status,
             committed_work_survives_reopen,
