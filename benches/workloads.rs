@@ -85,6 +85,24 @@ fn wait_for(done: &AtomicUsize, n: usize) {
     }
 }
 
+/// Times `iters` runs, each on a fresh store: `fill` enqueues (not timed), then a worker of
+/// `concurrency` threads runs until `n` jobs are done.
+fn timed_runs<S: BenchStore>(iters: u64, concurrency: usize, n: usize, fill: impl Fn(&Queue)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = tempfile::tempdir_in(".").expect("tempdir");
+        let done = Arc::new(AtomicUsize::new(0));
+        let q = queue::<S>(dir.path(), &done);
+        fill(&q);
+        let started = Instant::now();
+        let worker = q.worker().concurrency(concurrency).start().expect("worker");
+        wait_for(&done, n);
+        total += started.elapsed();
+        worker.shutdown();
+    }
+    total
+}
+
 fn workloads<S: BenchStore>(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(".").expect("tempdir");
     let done = Arc::new(AtomicUsize::new(0));
@@ -104,40 +122,20 @@ fn workloads<S: BenchStore>(c: &mut Criterion) {
     group.throughput(Throughput::Elements(DRAIN as u64));
     group.bench_function("W3 drain 5000, concurrency 2", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir_in(".").expect("tempdir");
-                let done = Arc::new(AtomicUsize::new(0));
-                let q = queue::<S>(dir.path(), &done);
+            timed_runs::<S>(iters, 2, DRAIN, |q| {
                 for chunk in vec![ARGS; DRAIN].chunks(1000) {
                     q.enqueue_batch("noop", chunk, JobOptions::new()).expect("enqueue");
                 }
-                let started = Instant::now();
-                let worker = q.worker().concurrency(2).start().expect("worker");
-                wait_for(&done, DRAIN);
-                total += started.elapsed();
-                worker.shutdown();
-            }
-            total
+            })
         });
     });
 
     group.throughput(Throughput::Elements(5 * FLOWS as u64));
     group.bench_function("W4 workflow steps, 500 x 5, concurrency 16", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir_in(".").expect("tempdir");
-                let done = Arc::new(AtomicUsize::new(0));
-                let q = queue::<S>(dir.path(), &done);
+            timed_runs::<S>(iters, 16, FLOWS, |q| {
                 q.enqueue_batch("flow", &[(); FLOWS], JobOptions::new()).expect("enqueue");
-                let started = Instant::now();
-                let worker = q.worker().concurrency(16).start().expect("worker");
-                wait_for(&done, FLOWS);
-                total += started.elapsed();
-                worker.shutdown();
-            }
-            total
+            })
         });
     });
 
