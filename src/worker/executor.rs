@@ -59,6 +59,11 @@ fn execute(shared: &Arc<WorkerShared>, job: &ClaimedJob) {
         },
     };
     drop(ctx);
+    if outcome.is_err() && signal.is_cancelled() && shared.stopping.load(Ordering::Acquire) {
+        // Stopped by the shutdown: the job stays held and is released (not failed), its
+        // attempt given back.
+        return;
+    }
     shared.held.remove(job.id);
     if signal.is_lease_lost() {
         // Another worker may own the job now; the write would be refused.
