@@ -147,10 +147,16 @@ impl Store for SqliteStore {
     }
 
     fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
+        if !self.read("look for expired leases", |c| writes::any_expired(c, now))? {
+            return Ok(Reclaimed::default());
+        }
         self.writer.write("reclaim expired leases", move |c| writes::reclaim_expired(c, now))
     }
 
     fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+        if !self.read("look for due jobs", |c| writes::any_due(c, now))? {
+            return Ok(0);
+        }
         self.writer.write("wake due jobs", move |c| writes::wake_due(c, now))
     }
 

@@ -132,6 +132,16 @@ pub(crate) fn reclaim_expired(conn: &Connection, now: Timestamp) -> rusqlite::Re
     Ok(out)
 }
 
+/// Whether [`reclaim_expired`] or [`wake_due`] has anything to do at `now`: reads, so an idle
+/// reaper does not take the write lock.
+pub(crate) fn any_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < ?1 LIMIT 1")?.exists([now.0])
+}
+
+pub(crate) fn any_due(conn: &Connection, now: Timestamp) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM jobs WHERE status = 'waiting' AND wake_at <= ?1 LIMIT 1")?.exists([now.0])
+}
+
 pub(crate) fn wake_due(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE jobs SET status = 'pending', run_at = ?1, wake_at = NULL, updated_at = ?1
