@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use durable_jobs_store::{Checkpoint, ClaimedJob, JobId, Write, WriteOutcome};
 
+use crate::retry::{with_patience, Patience};
 use crate::worker::{JobSignal, WorkerShared};
 use crate::Error;
 
 /// How long a checkpoint keeps being retried on retryable store errors before `call` fails.
-const CHECKPOINT_RETRY_BUDGET: Duration = Duration::from_secs(5);
+const CHECKPOINT_PATIENCE: Patience =
+    Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(500) };
 
 /// The running job, passed to every handler.
 ///
@@ -158,23 +160,14 @@ impl JobContext {
     /// is idempotent).
     pub(crate) fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Error> {
         let writes = [Write::Checkpoint { job: self.id, checkpoint }];
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let queue = &self.worker.queue;
-            match queue.store.commit(&self.worker.worker_id, queue.now(), &writes) {
-                Ok(outcomes) if outcomes.first() == Some(&WriteOutcome::Applied) => return Ok(()),
-                Ok(_) => {
-                    self.signal.lose_lease();
-                    return Err(Error::LeaseLost { job: self.id });
-                }
-                Err(e) if e.is_retryable() && started.elapsed() < CHECKPOINT_RETRY_BUDGET && !self.is_cancelled() => {
-                    tracing::warn!(job = %self.id, error = %e, "checkpoint failed; retrying");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(Error::Store(e)),
-            }
+        let queue = &self.worker.queue;
+        let commit = || queue.store.commit(&self.worker.worker_id, queue.now(), &writes);
+        let outcomes = with_patience("checkpoint", &CHECKPOINT_PATIENCE, || !self.is_cancelled(), commit)?;
+        if outcomes.first() == Some(&WriteOutcome::Applied) {
+            Ok(())
+        } else {
+            self.signal.lose_lease();
+            Err(Error::LeaseLost { job: self.id })
         }
     }
 }

@@ -1,8 +1,9 @@
-//! When a failed attempt runs again: `base · 2^attempt`, capped, with ±10 % jitter.
+//! When a failed attempt runs again: `base · 2^attempt`, capped, with ±10 % jitter; and how
+//! the engine's own store calls ride out transient store errors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use durable_jobs_store::RetryPolicy;
+use durable_jobs_store::{RetryPolicy, StoreError};
 
 /// The backoff used when a job sets none: 1 s · 2^attempt, at most one hour.
 pub const DEFAULT_RETRY_POLICY: RetryPolicy =
@@ -16,6 +17,37 @@ pub(crate) fn backoff(policy: Option<RetryPolicy>, attempt: u32) -> Duration {
     // Jitter spreads retries of jobs that failed together (for example on one outage).
     let jittered = delay.as_secs_f64() * fastrand::f64().mul_add(0.2, 0.9);
     Duration::try_from_secs_f64(jittered).unwrap_or(delay)
+}
+
+/// How long, and how patiently, a background store call is repeated on retryable errors.
+pub(crate) struct Patience {
+    /// Give up once this much time has passed since the first try.
+    pub(crate) budget: Duration,
+    /// The longest pause between tries (pauses double from 5 ms).
+    pub(crate) max_pause: Duration,
+}
+
+/// Runs `op` until it succeeds, fails with an error that is not retryable, `patience` runs out
+/// or `go_on` says stop; returns the last result. Every write the engine repeats this way is
+/// safe to repeat (see the `Store` contract).
+pub(crate) fn with_patience<T>(
+    what: &str,
+    patience: &Patience,
+    go_on: impl Fn() -> bool,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match op() {
+            Err(e) if e.is_retryable() && started.elapsed() < patience.budget && go_on() => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(patience.max_pause);
+            }
+            result => return result,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -41,5 +73,50 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(Some(p), 1)).collect();
         assert!(spread.len() > 10, "jitter varies the delay");
+    }
+
+    #[test]
+    fn patience_retries_only_retryable_errors_within_budget() {
+        use durable_jobs_store::StoreErrorKind;
+        let patience = Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(5) };
+        let mut calls = 0;
+        let ok = with_patience(
+            "op",
+            &patience,
+            || true,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(StoreError::new(StoreErrorKind::Busy, "busy"))
+                } else {
+                    Ok(calls)
+                }
+            },
+        );
+        assert_eq!(ok.unwrap(), 3);
+        let mut calls = 0;
+        let corrupt = with_patience(
+            "op",
+            &patience,
+            || true,
+            || -> Result<(), _> {
+                calls += 1;
+                Err(StoreError::new(StoreErrorKind::Corrupt, "bad"))
+            },
+        );
+        assert!(corrupt.is_err());
+        assert_eq!(calls, 1, "a non-retryable error is not repeated");
+        let mut calls = 0;
+        let stopped = with_patience(
+            "op",
+            &patience,
+            || false,
+            || -> Result<(), _> {
+                calls += 1;
+                Err(StoreError::new(StoreErrorKind::Busy, "busy"))
+            },
+        );
+        assert!(stopped.is_err());
+        assert_eq!(calls, 1, "go_on stops the retries");
     }
 }

@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::doorbell::Doorbell;
 use crate::queue::QueueInner;
+use crate::retry::{with_patience, Patience};
 use crate::{names, Error, Queue};
 
 pub(crate) use committer::Commit;
@@ -302,7 +303,8 @@ impl Worker {
             }
         }
         shared.held.cancel_all();
-        flush(shared);
+        // Outcomes still queued in the committer belong to jobs no longer held: the release
+        // leaves them alone, and the committer writes them before it stops.
         let released = release_held(shared);
         let _ = self.maintenance_stop.send(());
         if let Some(m) = self.maintenance.take() {
@@ -322,27 +324,17 @@ impl Drop for Worker {
     }
 }
 
-/// Waits until the committer has written everything queued so far.
-fn flush(shared: &WorkerShared) {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    if shared.committer.send(Commit::Flush(tx)).is_ok() {
-        let _ = rx.recv_timeout(Duration::from_secs(30));
-    }
-}
-
 /// Hands every held job back to the queue. Returns how many the store released.
 fn release_held(shared: &WorkerShared) -> usize {
     let ids = shared.held.ids();
     if ids.is_empty() {
         return 0;
     }
-    for _ in 0..3 {
-        match shared.queue.store.release(&shared.worker_id, &ids, shared.queue.now()) {
-            Ok(n) => return n,
-            Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "releasing held jobs failed"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Not released: their leases expire and the reaper of any worker reclaims them.
-    0
+    let patience = Patience { budget: Duration::from_secs(1), max_pause: Duration::from_millis(200) };
+    let release = || shared.queue.store.release(&shared.worker_id, &ids, shared.queue.now());
+    with_patience("release", &patience, || true, release).unwrap_or_else(|e| {
+        // Not released: their leases expire and the reaper of any worker reclaims them.
+        tracing::warn!(error = %e, jobs = ids.len(), "releasing held jobs failed");
+        0
+    })
 }
