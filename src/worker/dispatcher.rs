@@ -1,15 +1,16 @@
 //! The dispatcher: claims batches of ready jobs and hands them to worker threads.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use durable_jobs_store::{ClaimRequest, ClaimedJob};
 
-use super::WorkerShared;
+use super::{JobSignal, WorkerShared};
 use crate::failpoint::failpoint;
 
-pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
+pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<(ClaimedJob, Arc<JobSignal>)>) {
     let mut error_pause = Duration::ZERO;
     while !shared.stopping.load(Ordering::Acquire) {
         let free = shared.pace.capacity().saturating_sub(shared.held.len());
@@ -28,10 +29,10 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<ClaimedJob>) {
                 error_pause = Duration::ZERO;
                 let full = claimed.len() == free;
                 for job in claimed {
-                    shared.held.insert(job.id);
+                    let signal = shared.held.insert(job.id);
                     // Never blocks: the channel holds the largest capacity, and no more jobs
                     // than that are held. Fails only if every worker thread is gone.
-                    if jobs.send(job).is_err() {
+                    if jobs.send((job, signal)).is_err() {
                         return;
                     }
                 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use durable_jobs_store::{ClaimedJob, Write};
 
-use super::{Commit, WorkerShared};
+use super::{Commit, JobSignal, WorkerShared};
 use crate::failure::Failure;
 use crate::registry::HandlerError;
 use crate::{retry, unwind, Error, JobContext};
@@ -21,15 +21,19 @@ impl Drop for ExitGuard {
     }
 }
 
-pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<ClaimedJob>, (exit, index): (Sender<usize>, usize)) {
+pub(crate) fn run(
+    shared: &Arc<WorkerShared>,
+    jobs: &Receiver<(ClaimedJob, Arc<JobSignal>)>,
+    (exit, index): (Sender<usize>, usize),
+) {
     let _guard = ExitGuard(exit, index);
-    while let Ok(job) = jobs.recv() {
+    while let Ok((job, signal)) = jobs.recv() {
         if shared.stopping.load(Ordering::Acquire) {
             // Not started: stays held and is released by the shutdown.
             continue;
         }
         let started = Instant::now();
-        execute(shared, &job);
+        execute(shared, &job, signal);
         shared.pace.record_handler(started.elapsed());
         // Wake the dispatcher when half the held jobs are done, not after every job.
         if shared.held.len() <= shared.pace.capacity() / 2 {
@@ -38,8 +42,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<ClaimedJob>, (exit
     }
 }
 
-fn execute(shared: &Arc<WorkerShared>, job: &ClaimedJob) {
-    let Some(signal) = shared.held.signal(job.id) else { return };
+fn execute(shared: &Arc<WorkerShared>, job: &ClaimedJob, signal: Arc<JobSignal>) {
     let handler = shared.queue.registry.read().get(&job.name);
     let ctx = JobContext::new(shared.clone(), job, signal.clone(), Instant::now());
     let outcome = match handler {
