@@ -100,16 +100,20 @@ impl SledStore {
     fn write<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
         let (out, seq) = {
             let _writer = self.write_lock.lock();
-            let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
-            let out = trees
-                .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
-                    f(&Tx { jobs, claim, lease, wake, unique, checkpoints, meta })
-                })
-                .map_err(|e| transaction_error(what, e))?;
-            (out, self.flush.committed())
+            (self.transact(what, f)?, self.flush.committed())
         };
         self.flush.wait_durable(&self.db, seq)?;
         Ok(out)
+    }
+
+    /// One transaction over every tree; the caller holds the write lock.
+    fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
+        trees
+            .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
+                f(&Tx { jobs, claim, lease, wake, unique, checkpoints, meta })
+            })
+            .map_err(|e| transaction_error(what, e))
     }
 
     /// Ids and sort keys of up to `limit` ready jobs per queue, best first across queues.
@@ -177,21 +181,16 @@ impl Store for SledStore {
         // transaction (which cannot scan).
         let resumed: Vec<JobId> =
             ids.iter().copied().filter(|id| self.checkpoints.scan_prefix(keys::id(*id)).next().is_some()).collect();
-        let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
-        let claimed = trees
-            .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
-                let tx = Tx { jobs, claim, lease, wake, unique, checkpoints, meta };
-                let mut claimed = Vec::with_capacity(ids.len());
-                for &id in &ids {
-                    let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
-                    let mut job = old.clone();
-                    let resumed = resumed.contains(&id);
-                    claimed.push(transition::claim(&mut job, req, resumed));
-                    tx.save(Some(&old), &job)?;
-                }
-                Ok(claimed)
-            })
-            .map_err(|e| transaction_error("claim", e))?;
+        let claimed = self.transact("claim", |tx| {
+            let mut claimed = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
+                let mut job = old.clone();
+                claimed.push(transition::claim(&mut job, req, resumed.contains(&id)));
+                tx.save(Some(&old), &job)?;
+            }
+            Ok(claimed)
+        })?;
         let seq = self.flush.committed();
         drop(writer);
         self.flush.wait_durable(&self.db, seq)?;
