@@ -29,6 +29,7 @@ fn hundred_thousand_jobs_run_once(store: Box<dyn Store>) {
         last = queue.enqueue_batch("count", chunk, JobOptions::new()).unwrap().last().copied();
     }
     let baseline = rss_kib();
+    assert!(baseline > 0, "memory is read from /proc/self/status");
     let peak = Arc::new(AtomicU64::new(baseline));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {

@@ -101,6 +101,8 @@ pub fn child(dir: &Path) -> ExitCode {
     let pid = std::process::id();
     let log = OpenOptions::new().create(true).append(true).open(dir.join(format!("log-{pid}.txt"))).expect("open log");
     tracing_subscriber::fmt().with_ansi(false).with_writer(std::sync::Mutex::new(log)).init();
+    // Proves to the parent that logging reaches the file (so "no warnings" means something).
+    tracing::info!("worker {pid} logging");
     let expect: usize = env("DJ_EXPECT").parse().expect("DJ_EXPECT");
     let store: Arc<dyn Store> = open_store(&env("DJ_STORE"), dir).expect("open store").into();
     let queue = Queue::new(store.clone());
@@ -207,15 +209,24 @@ impl Run {
         Ok(())
     }
 
-    /// Lines of the workers' logs at WARN or ERROR.
+    /// Lines of the workers' logs at WARN or ERROR; fails if a log does not show that
+    /// logging worked.
     pub fn warnings(&self) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
+        let mut logs = 0;
         for entry in std::fs::read_dir(self.path()).map_err(|e| e.to_string())? {
             let path = entry.map_err(|e| e.to_string())?.path();
             if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log-")) {
                 let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                if !text.contains(" logging") {
+                    return Err(format!("{} does not show that logging worked", path.display()));
+                }
+                logs += 1;
                 out.extend(text.lines().filter(|l| l.contains(" WARN ") || l.contains("ERROR")).map(str::to_owned));
             }
+        }
+        if logs == 0 {
+            return Err("no worker log was written".into());
         }
         Ok(out)
     }

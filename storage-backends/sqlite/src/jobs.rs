@@ -90,8 +90,8 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<V
         claimed.sort_by_key(|(run_at, j)| (std::cmp::Reverse(j.priority), *run_at, j.id));
         return Ok(claimed.into_iter().map(|(_, j)| j).collect());
     }
-    // Per queue, the best `limit` ready jobs straight off the claim index (no sort); then the
-    // best `limit` of those across queues.
+    // Several queues: per queue, the best `limit` ready jobs straight off the claim index (no
+    // sort); then the best `limit` of those across queues, taken one by one.
     let mut scan = conn.prepare_cached(CLAIM_SCAN)?;
     let mut candidates = Vec::new();
     for queue in &req.queues {
@@ -102,10 +102,8 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<V
             candidates.push(c?);
         }
     }
-    if req.queues.len() > 1 {
-        candidates.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.run_at, c.id));
-        candidates.truncate(req.limit);
-    }
+    candidates.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.run_at, c.id));
+    candidates.truncate(req.limit);
     let mut take = conn.prepare_cached(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, locked_by = ?2, lease_until = ?3,
                          started_at = ?4, updated_at = ?4
