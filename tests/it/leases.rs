@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use durable_jobs::store::faulty::FaultyStore;
 use durable_jobs::store::{ClaimRequest, Store, Timestamp, Write, WriteOutcome};
 use durable_jobs::{call, Error, JobContext, JobOptions, JobStatus, Queue};
 
-use crate::support::{Backend, Ledger, Spy, PATIENCE};
+use crate::support::{Backend, Ledger, PATIENCE};
 
 /// Heartbeats keep a slow job's lease alive: a handler running four times its lease is not
 /// reclaimed and runs once.
@@ -78,9 +79,9 @@ pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
             })
             .unwrap();
     };
-    let mut spy = Spy::new(db.store());
-    spy.skip_renewals = true;
-    let stalled = Queue::new(spy);
+    let stalling = FaultyStore::new(db.store());
+    stalling.stall_renewals(true);
+    let stalled = Queue::new(stalling);
     register(&stalled, "stalled");
     let id = stalled.enqueue("flow", &(), JobOptions::new().retries(3)).unwrap();
     let stalled_worker = stalled.worker().concurrency(1).prefetch(0).lease(Duration::from_millis(400)).start().unwrap();

@@ -1,14 +1,9 @@
-//! What the engine tests share: backends, a side-effect ledger, store wrappers.
+//! What the engine tests share: backends, a side-effect ledger, helpers.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs::store::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
-    StoreError, Timestamp, Write, WriteOutcome,
-};
+use durable_jobs::store::{JobId, Store};
 use durable_jobs::{JobContext, JobInfo, Queue};
 use parking_lot::Mutex;
 
@@ -145,87 +140,4 @@ pub fn register_recorder(queue: &Queue, name: &str, ledger: &Ledger) {
             Ok(())
         })
         .unwrap();
-}
-
-/// A store wrapper that counts calls per method and can drop lease renewals (a stalled
-/// worker whose heartbeat stopped).
-#[derive(Debug)]
-pub struct Spy {
-    inner: Box<dyn Store>,
-    calls: Mutex<HashMap<&'static str, usize>>,
-    pub skip_renewals: bool,
-    total: AtomicUsize,
-}
-
-impl Spy {
-    pub fn new(inner: Box<dyn Store>) -> Self {
-        Spy { inner, calls: Mutex::new(HashMap::new()), skip_renewals: false, total: AtomicUsize::new(0) }
-    }
-
-    pub fn total_calls(&self) -> usize {
-        self.total.load(Ordering::SeqCst)
-    }
-
-    fn hit(&self, method: &'static str) {
-        *self.calls.lock().entry(method).or_default() += 1;
-        self.total.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Store for Spy {
-    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        self.hit("enqueue");
-        self.inner.enqueue(jobs)
-    }
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
-        self.hit("claim");
-        self.inner.claim(req)
-    }
-    fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.hit("commit");
-        self.inner.commit(worker, now, writes)
-    }
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
-        self.hit("renew");
-        if self.skip_renewals {
-            return Ok(Vec::new());
-        }
-        self.inner.renew(worker, jobs, lease_until)
-    }
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
-        self.hit("release");
-        self.inner.release(worker, jobs, now)
-    }
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-        self.hit("reclaim_expired");
-        self.inner.reclaim_expired(now)
-    }
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.hit("wake_due");
-        self.inner.wake_due(now)
-    }
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
-        self.hit("cancel");
-        self.inner.cancel(job, now)
-    }
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
-        self.hit("requeue");
-        self.inner.requeue(job, now)
-    }
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
-        self.hit("checkpoints");
-        self.inner.checkpoints(job)
-    }
-    fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.hit("get");
-        self.inner.get(job)
-    }
-    fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        self.hit("list");
-        self.inner.list(filter)
-    }
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.hit("counts");
-        self.inner.counts()
-    }
 }

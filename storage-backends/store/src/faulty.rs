@@ -1,7 +1,7 @@
 //! `FaultyStore`: a store that fails on purpose, for testing what sits on top of a store.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -40,6 +40,7 @@ pub enum Fault {
 pub struct FaultyStore<S> {
     inner: S,
     calls: AtomicU64,
+    stalled_renewals: AtomicBool,
     plan: Mutex<Plan>,
     healed: Condvar,
 }
@@ -70,7 +71,13 @@ enum Verdict {
 impl<S: Store> FaultyStore<S> {
     /// Wraps `inner` with no fault.
     pub fn new(inner: S) -> Self {
-        FaultyStore { inner, calls: AtomicU64::new(0), plan: Mutex::new(Plan::default()), healed: Condvar::new() }
+        FaultyStore {
+            inner,
+            calls: AtomicU64::new(0),
+            stalled_renewals: AtomicBool::new(false),
+            plan: Mutex::new(Plan::default()),
+            healed: Condvar::new(),
+        }
     }
 
     /// Sets the fault (replacing any earlier one). Call numbers count from the store's first
@@ -83,6 +90,12 @@ impl<S: Store> FaultyStore<S> {
     pub fn heal(&self) {
         self.plan.lock().fault = None;
         self.healed.notify_all();
+    }
+
+    /// While `stalled`, lease renewals report success without reaching the inner store: a
+    /// worker whose heartbeat has stalled (as in a long GC pause or a `SIGSTOP`).
+    pub fn stall_renewals(&self, stalled: bool) {
+        self.stalled_renewals.store(stalled, Ordering::SeqCst);
     }
 
     /// Calls made so far.
@@ -144,7 +157,12 @@ impl<S: Store> Store for FaultyStore<S> {
         self.call("commit", |s| s.commit(worker, now, writes))
     }
     fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
-        self.call("renew", |s| s.renew(worker, jobs, lease_until))
+        self.call("renew", |s| {
+            if self.stalled_renewals.load(Ordering::SeqCst) {
+                return Ok(Vec::new());
+            }
+            s.renew(worker, jobs, lease_until)
+        })
     }
     fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
         self.call("release", |s| s.release(worker, jobs, now))
