@@ -73,7 +73,10 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, Store
         }
     }
     let db = open_guarded(path, options)?;
-    check_mark(path, &db)?;
+    if !options.verify_on_open {
+        // (Already checked on the copy otherwise.)
+        check_mark(path, &db)?;
+    }
     match db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read format marker", e))? {
         Some(v) if v == FORMAT => Ok(db),
         Some(v) => Err(StoreError::new(

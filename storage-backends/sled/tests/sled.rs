@@ -137,3 +137,18 @@ fn a_new_database_directory_is_private() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "mode {mode:o}");
 }
+
+/// Without the verification copy, a log that lost data is still refused (the directory may
+/// then have been touched: that is what the copy prevents).
+#[test]
+fn a_truncated_log_is_refused_without_verification_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_with_jobs(dir.path());
+    let bytes = std::fs::read(path.join("db")).unwrap();
+    std::fs::write(path.join("db"), &bytes[..bytes.len() / 2]).unwrap();
+    let unverified = SledOptions::new().verify_on_open(false);
+    match SledStore::open_with(&path, unverified) {
+        Ok(store) => panic!("opened with {} jobs", store.list(&JobFilter::new().limit(1000)).unwrap().len()),
+        Err(e) => assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}"),
+    }
+}

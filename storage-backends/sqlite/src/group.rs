@@ -180,8 +180,8 @@ impl GroupWriter {
         }
     }
 
-    /// Runs queued writes in transactions until the queue is empty, or hands the lead over
-    /// once one batch is done and others wait.
+    /// Runs one batch of queued writes, then hands the lead to the next queued writer, or
+    /// stops leading if none waits.
     fn lead(&self) {
         let conn = self.conn.lock();
         let batch: Vec<Box<dyn Queued>> = {
