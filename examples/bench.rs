@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use durable_jobs::store::faulty::FaultyStore;
-use durable_jobs::{call, Error, JobContext, JobId, JobOptions, JobStatus, Queue, Store};
+use durable_jobs::{call, Error, JobContext, JobId, JobOptions, Queue, Store};
 use serde::Serialize;
 
 #[derive(Parser, Debug, Clone)]
@@ -426,8 +426,7 @@ fn register(queue: &Queue) -> Result<(), Error> {
 fn wait_all_done(queue: &Queue) -> Res<()> {
     let started = Instant::now();
     loop {
-        let counts = queue.counts()?;
-        let live: u64 = counts.iter().filter(|c| !c.status.is_terminal()).map(|c| c.count).sum();
+        let live = queue.counts()?.total().unfinished();
         if live == 0 {
             return Ok(());
         }
@@ -463,7 +462,7 @@ fn recovery_child(dir: &Path) -> ExitCode {
     };
     loop {
         std::thread::sleep(Duration::from_secs(60));
-        if queue.counts().is_ok_and(|c| c.iter().all(|c| c.status != JobStatus::Running)) {
+        if queue.counts().is_ok_and(|c| c.total().prefetched + c.total().running == 0) {
             return ExitCode::SUCCESS;
         }
     }

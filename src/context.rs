@@ -1,52 +1,54 @@
-//! `JobContext`: what a running handler knows about its job, and the state behind `call`.
+//! `JobContext`: what a running handler knows about its job, and the state behind its steps.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs_store::{Checkpoint, ClaimedJob, JobId, Write, WriteOutcome};
+use durable_jobs_store::{Checkpoint, Claim, ClaimedJob, JobId, Write, WriteOutcome};
 
+use crate::queue::QueueInner;
+use crate::replay::Replay;
 use crate::retry::{with_patience, Patience};
-use crate::worker::{JobSignal, WorkerShared};
+use crate::signal::JobSignal;
 use crate::Error;
 
-/// How long a checkpoint keeps being retried on retryable store errors before `call` fails.
+/// How long a checkpoint keeps being retried on retryable store errors before the step fails.
 const CHECKPOINT_PATIENCE: Patience =
     Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(500) };
 
 /// The running job, passed to every handler.
 ///
-/// Read its identity and attempt, and check [`is_cancelled`](Self::is_cancelled) in long loops.
-/// Steps run with [`call`](crate::call) receive the same context.
+/// Read its identity and attempt, check [`is_cancelled`](Self::is_cancelled) in long loops,
+/// and record steps with [`step`](Self::step) or [`call`](crate::call).
 pub struct JobContext {
-    worker: Arc<WorkerShared>,
-    id: JobId,
+    pub(crate) queue: Arc<QueueInner>,
+    worker: Arc<str>,
+    claim: Claim,
     name: String,
-    queue: String,
+    queue_name: String,
     attempt: u32,
     max_attempts: u32,
     timeout: Option<Duration>,
-    deadline: Option<Instant>,
+    /// When the attempt times out, on the clock's monotonic scale.
+    deadline: Option<Duration>,
     signal: Arc<JobSignal>,
     steps: RefCell<Steps>,
 }
 
 /// The per-attempt state of durable steps.
-#[derive(Default)]
 struct Steps {
-    /// The index the next top-level `call` takes.
+    /// The index the next top-level step takes.
     next: u32,
-    /// How many `call`s are running on this thread (nested calls are not checkpointed).
+    /// How many steps are running on this thread (nested steps are not checkpointed).
     depth: u32,
-    /// The job's checkpoints, read on the first `call`.
-    recorded: Option<Vec<Checkpoint>>,
+    replay: Replay,
 }
 
 impl fmt::Debug for JobContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobContext")
-            .field("id", &self.id)
+            .field("id", &self.claim.job)
             .field("name", &self.name)
             .field("attempt", &self.attempt)
             .field("max_attempts", &self.max_attempts)
@@ -55,25 +57,32 @@ impl fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new(worker: Arc<WorkerShared>, job: &ClaimedJob, signal: Arc<JobSignal>, started: Instant) -> Self {
+    /// The context of `job`'s run, started at `started` (the clock's monotonic time).
+    pub(crate) fn new(
+        queue: Arc<QueueInner>,
+        worker: Arc<str>,
+        job: &ClaimedJob,
+        signal: Arc<JobSignal>,
+        started: Duration,
+    ) -> Self {
         JobContext {
+            queue,
             worker,
-            id: job.id,
+            claim: job.claim(),
             name: job.name.clone(),
-            queue: job.queue.clone(),
+            queue_name: job.queue.clone(),
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             timeout: job.timeout,
             deadline: job.timeout.and_then(|t| started.checked_add(t)),
             signal,
-            // A job that never recorded a step has nothing to read back.
-            steps: RefCell::new(Steps { recorded: (!job.resumed).then(Vec::new), ..Steps::default() }),
+            steps: RefCell::new(Steps { next: 0, depth: 0, replay: Replay::new(job.id, job.resumed) }),
         }
     }
 
     /// The job's id.
     pub fn id(&self) -> JobId {
-        self.id
+        self.claim.job
     }
 
     /// The job's handler name.
@@ -83,10 +92,11 @@ impl JobContext {
 
     /// The job's queue.
     pub fn queue(&self) -> &str {
-        &self.queue
+        &self.queue_name
     }
 
-    /// This attempt's number, from 1.
+    /// This attempt's number, from 1. A run that resumes a suspended workflow keeps the number
+    /// of the attempt it resumes.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -96,13 +106,20 @@ impl JobContext {
         self.max_attempts
     }
 
+    /// How long this attempt has left before its timeout, if the job has one (zero once it has
+    /// passed).
+    pub fn time_left(&self) -> Option<Duration> {
+        let now = self.queue.clock.monotonic();
+        self.deadline.map(|d| d.saturating_sub(now))
+    }
+
     /// When this attempt's timeout passes, if the job has one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.time_left().map(|left| Instant::now() + left)
     }
 
     /// Whether the handler should stop: the timeout passed, the worker is shutting down, or the
-    /// lease was lost (another worker may run the job now). `call` refuses new steps then.
+    /// lease was lost (another worker may run the job now). Steps refuse to start then.
     pub fn is_cancelled(&self) -> bool {
         self.check_running().is_err()
     }
@@ -110,22 +127,14 @@ impl JobContext {
     /// `Ok` while the attempt may go on; else the error saying why not.
     pub(crate) fn check_running(&self) -> Result<(), Error> {
         if self.signal.is_lease_lost() {
-            Err(Error::LeaseLost { job: self.id })
+            Err(Error::LeaseLost { job: self.id() })
         } else if self.signal.is_cancelled() {
-            Err(Error::Cancelled { job: self.id })
-        } else if let (Some(deadline), Some(timeout)) = (self.deadline, self.timeout) {
-            if Instant::now() >= deadline {
-                Err(Error::TimedOut { job: self.id, timeout })
-            } else {
-                Ok(())
-            }
+            Err(Error::Cancelled { job: self.id() })
+        } else if let (Some(timeout), Some(Duration::ZERO)) = (self.timeout, self.time_left()) {
+            Err(Error::TimedOut { job: self.id(), timeout })
         } else {
             Ok(())
         }
-    }
-
-    pub(crate) fn worker(&self) -> &WorkerShared {
-        &self.worker
     }
 
     /// Takes the next step index, or `None` inside a running step (nested steps are part of
@@ -145,13 +154,13 @@ impl JobContext {
         steps.depth = steps.depth.saturating_sub(1);
     }
 
-    /// The checkpoint at `index`, reading the job's checkpoints on first use.
-    pub(crate) fn recorded(&self, index: u32) -> Result<Option<Checkpoint>, Error> {
+    /// The checkpoint recorded at `index`, and whether any is recorded after it.
+    pub(crate) fn recorded(&self, index: u32) -> Result<Option<(Checkpoint, bool)>, Error> {
+        let store = &*self.queue.store;
         let mut steps = self.steps.borrow_mut();
-        if steps.recorded.is_none() {
-            steps.recorded = Some(self.worker.queue.store.checkpoints(self.id)?);
-        }
-        Ok(steps.recorded.as_ref().and_then(|r| r.iter().find(|c| c.index == index).cloned()))
+        let Some(found) = steps.replay.at(store, index)? else { return Ok(None) };
+        let later = steps.replay.has_later(store, index)?;
+        Ok(Some((found, later)))
     }
 
     /// Commits a checkpoint and returns once it is durable. Written from this thread: the
@@ -159,15 +168,16 @@ impl JobContext {
     /// no hop through another thread. Retryable store errors are retried for a while (the write
     /// is idempotent).
     pub(crate) fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Error> {
-        let writes = [Write::Checkpoint { job: self.id, checkpoint }];
-        let queue = &self.worker.queue;
-        let commit = || queue.store.commit(&self.worker.worker_id, queue.now(), &writes);
-        let outcomes = with_patience("checkpoint", &CHECKPOINT_PATIENCE, || !self.is_cancelled(), commit)?;
+        let writes = [Write::checkpoint(self.claim, checkpoint)];
+        let queue = &self.queue;
+        let commit = || queue.store.commit(&self.worker, queue.now(), &writes);
+        let outcomes =
+            with_patience(&*queue.clock, "checkpoint", &CHECKPOINT_PATIENCE, || !self.is_cancelled(), commit)?;
         if outcomes.first() == Some(&WriteOutcome::Applied) {
             Ok(())
         } else {
             self.signal.lose_lease();
-            Err(Error::LeaseLost { job: self.id })
+            Err(Error::LeaseLost { job: self.id() })
         }
     }
 }

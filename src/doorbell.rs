@@ -1,60 +1,78 @@
-//! Wakes a sleeping dispatcher: at once (a job was enqueued or a slot freed) or at a time.
+//! Wakes a sleeping dispatcher: at once (a job was enqueued or a slot freed) or when the
+//! earliest known due time comes (a delayed job, a retry, a wake-up).
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use durable_jobs_store::Timestamp;
 
-/// A one-waiter wake-up signal that also remembers the earliest time someone asked to be
-/// woken at.
-#[derive(Debug, Default)]
+use crate::wait::Waitable;
+use crate::Clock;
+
+/// A one-waiter wake-up signal that also keeps the earliest time someone asked to be woken at.
+///
+/// Due times only move earlier until one fires: a due time that turns out stale costs one
+/// extra claim, while a forgotten one would leave a job waiting for the poll.
+#[derive(Debug)]
 pub(crate) struct Doorbell {
-    state: Mutex<Rung>,
-    cv: Condvar,
+    clock: Arc<dyn Clock>,
+    state: Arc<Waitable<Rung>>,
 }
 
 #[derive(Debug, Default)]
 struct Rung {
     now: bool,
-    at: Option<Instant>,
+    /// The earliest due time, on the clock's monotonic scale.
+    due: Option<Duration>,
 }
 
 impl Doorbell {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        let state = Waitable::new(&*clock, Rung::default());
+        Doorbell { clock, state }
+    }
+
     /// Wakes the waiter now.
     pub(crate) fn ring(&self) {
-        self.state.lock().now = true;
-        self.cv.notify_all();
+        self.state.update(|r| r.now = true);
     }
 
     /// Makes the waiter wake no later than `after` from now (a time too far to represent is
     /// left to polling).
     pub(crate) fn ring_in(&self, after: Duration) {
-        let Some(at) = Instant::now().checked_add(after) else { return };
-        let mut st = self.state.lock();
-        if st.at.is_none_or(|t| at < t) {
-            st.at = Some(at);
-            self.cv.notify_all();
+        let Some(at) = self.clock.monotonic().checked_add(after) else { return };
+        self.state.update(|r| {
+            if r.due.is_none_or(|due| at < due) {
+                r.due = Some(at);
+            }
+        });
+    }
+
+    /// Makes the waiter wake no later than the wall-clock time `at`.
+    pub(crate) fn ring_at(&self, at: Timestamp) {
+        let now = Timestamp::from_system_time(self.clock.now());
+        if at <= now {
+            self.ring();
+        } else {
+            self.ring_in(at.duration_since(now));
         }
     }
 
-    /// Sleeps until rung, until a requested time, or for at most `max`.
+    /// Sleeps until rung, until the due time, or for at most `max`.
     pub(crate) fn wait(&self, max: Duration) {
-        let limit = Instant::now() + max;
-        let mut st = self.state.lock();
-        loop {
-            if st.now {
-                st.now = false;
-                return;
+        let limit = self.clock.monotonic().saturating_add(max);
+        let mut rung = self.state.lock();
+        let deadline = rung.due.map_or(limit, |due| due.min(limit));
+        let clock = &*self.clock;
+        let woke = self.state.wait_until(clock, &mut rung, Some(deadline), |r| {
+            let fired = r.due.is_some_and(|due| due <= clock.monotonic());
+            if fired {
+                r.due = None;
             }
-            let now = Instant::now();
-            if st.at.is_some_and(|t| t <= now) {
-                st.at = None;
-                return;
-            }
-            if now >= limit {
-                return;
-            }
-            let until = st.at.map_or(limit, |t| t.min(limit));
-            self.cv.wait_until(&mut st, until);
+            std::mem::take(&mut r.now) || fired
+        });
+        if !woke && rung.due.is_some_and(|due| due <= clock.monotonic()) {
+            rung.due = None;
         }
     }
 }
@@ -62,38 +80,53 @@ impl Doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::ManualClock;
 
-    #[test]
-    fn ring_wakes_and_is_consumed() {
-        let bell = Arc::new(Doorbell::default());
-        bell.ring();
-        let t = Instant::now();
-        bell.wait(Duration::from_secs(5));
-        assert!(t.elapsed() < Duration::from_secs(1));
-        let t = Instant::now();
-        bell.wait(Duration::from_millis(30));
-        assert!(t.elapsed() >= Duration::from_millis(30), "the ring was consumed");
-        let b = bell.clone();
-        let ringer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            b.ring();
-        });
-        let t = Instant::now();
-        bell.wait(Duration::from_secs(5));
-        assert!(t.elapsed() < Duration::from_secs(4));
-        ringer.join().unwrap();
+    fn bell() -> (ManualClock, Arc<Doorbell>) {
+        let clock = ManualClock::new();
+        (clock.clone(), Arc::new(Doorbell::new(Arc::new(clock))))
     }
 
     #[test]
-    fn ring_in_wakes_at_the_time() {
-        let bell = Doorbell::default();
-        let t = Instant::now();
-        bell.ring_in(Duration::from_millis(40));
+    fn ring_wakes_and_is_consumed() {
+        let (clock, bell) = bell();
+        bell.ring();
+        bell.wait(Duration::from_secs(3600));
+        let b = bell.clone();
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!waiter.is_finished(), "the ring was consumed");
+        bell.ring();
+        waiter.join().unwrap();
+        // The longest wait ends once a minute of virtual time has passed after it began.
+        let b = bell.clone();
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(60)));
+        while !waiter.is_finished() {
+            clock.advance(Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn the_earliest_due_time_wakes_the_waiter_then_is_cleared() {
+        let (clock, bell) = bell();
+        bell.ring_in(Duration::from_secs(40));
         bell.ring_in(Duration::from_secs(60));
         bell.ring_in(Duration::MAX);
-        bell.wait(Duration::from_secs(5));
-        let waited = t.elapsed();
-        assert!(waited >= Duration::from_millis(40) && waited < Duration::from_secs(4), "{waited:?}");
+        let b = bell.clone();
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(3600)));
+        clock.advance(Duration::from_secs(39));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!waiter.is_finished(), "not due yet");
+        clock.advance(Duration::from_secs(1));
+        waiter.join().unwrap();
+        let b = bell.clone();
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(3600)));
+        clock.advance(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!waiter.is_finished(), "the later due time was not kept: the store reports it again");
+        bell.ring_at(Timestamp::from_system_time(clock.now()));
+        waiter.join().unwrap();
     }
 }

@@ -27,7 +27,14 @@ pub enum Error {
         name: String,
     },
 
-    /// A job, step or queue name breaks the naming rule `[A-Za-z][A-Za-z0-9_.-]{0,254}`.
+    /// A handler is already registered under this name (in this queue).
+    #[error("a handler is already registered for {name:?}")]
+    AlreadyRegistered {
+        /// The name.
+        name: String,
+    },
+
+    /// A job, step or queue name breaks the naming rule `[A-Za-z][A-Za-z0-9_.:-]{0,254}`.
     #[error("invalid {what} name {name:?}: {reason}")]
     InvalidName {
         /// `"job"`, `"queue"` or `"step"`.
@@ -47,11 +54,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// Encoded arguments are larger than the queue's payload limit. Nothing was stored.
-    #[error("the arguments of {name:?} are {size} bytes, over the limit of {limit} bytes")]
+    /// Encoded arguments, a result or a step's value are larger than the queue's payload
+    /// limit. Nothing was stored: for arguments, no job; for a result or a step, the job fails
+    /// for good.
+    #[error("the {what} of {name:?} is {size} bytes, over the limit of {limit} bytes")]
     PayloadTooLarge {
-        /// The job's name.
+        /// The job or step name.
         name: String,
+        /// `"arguments"`, `"result"`, `"step value"` or `"signal payload"`.
+        what: &'static str,
         /// The encoded size.
         size: usize,
         /// The limit ([`QueueBuilder::max_payload`](crate::QueueBuilder::max_payload)).
@@ -191,6 +202,25 @@ pub enum Error {
     /// The queue a [`JobHandle`](crate::JobHandle) belongs to was dropped.
     #[error("the queue of this job handle was dropped")]
     QueueClosed,
+
+    /// [`Queue::wait_idle`](crate::Queue::wait_idle) gave up while work was left.
+    #[error("still {busy} jobs ready or running after waiting {waited:?}")]
+    IdleTimeout {
+        /// Jobs ready, claimed or running when the wait ended.
+        busy: u64,
+        /// How long it waited.
+        waited: Duration,
+    },
+
+    /// An internal thread of a worker pool failed (a panic in the engine or a store); the pool
+    /// shut down. See [`Worker::health`](crate::Worker::health).
+    #[error("worker thread {thread} failed: {message}")]
+    WorkerFailed {
+        /// The thread's name.
+        thread: String,
+        /// What happened.
+        message: String,
+    },
 
     /// A worker thread could not be started.
     #[error("cannot start worker thread: {0}")]

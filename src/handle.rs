@@ -73,7 +73,7 @@ impl<A: Serialize, R: DeserializeOwned> JobHandle<A, R> {
     ///
     /// As [`Queue::enqueue`], and [`Error::QueueClosed`] if the queue was dropped.
     pub fn enqueue(&self, args: &A, options: JobOptions) -> Result<JobId, Error> {
-        self.queue()?.enqueue(&self.name, args, options)
+        self.queue()?.enqueue_unchecked(&self.name, args, options)
     }
 
     /// Enqueues one job per element in one transaction; as [`Queue::enqueue_batch`].
@@ -82,7 +82,7 @@ impl<A: Serialize, R: DeserializeOwned> JobHandle<A, R> {
     ///
     /// As [`Queue::enqueue_batch`].
     pub fn enqueue_batch(&self, args: &[A], options: JobOptions) -> Result<Vec<JobId>, Error> {
-        self.queue()?.enqueue_batch(&self.name, args, options)
+        self.queue()?.enqueue_batch_unchecked(&self.name, args, options)
     }
 
     /// Runs the handler as a checkpointed step of the running job; as [`call`].
@@ -110,7 +110,8 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] if `name` breaks the naming rule.
+    /// [`Error::InvalidName`] if `name` breaks the naming rule, [`Error::AlreadyRegistered`] if
+    /// it is taken.
     pub fn define<A, R, E, F>(&self, name: &str, handler: F) -> Result<JobHandle<A, R>, Error>
     where
         A: DeserializeOwned + Serialize,
@@ -119,6 +120,36 @@ impl Queue {
         F: Fn(&JobContext, A) -> Result<R, E> + Send + Sync + 'static,
     {
         self.register(name, handler)?;
+        Ok(JobHandle { queue: Arc::downgrade(&self.inner), name: name.to_owned(), types: PhantomData })
+    }
+
+    /// A typed handle on a handler that another process registers: a producer enqueues jobs
+    /// and reads their results with the argument and result types checked by the compiler,
+    /// without linking (or registering) the handler. Jobs wait for a worker that registers
+    /// `name`; [`JobHandle::call`] needs the handler registered in this process.
+    ///
+    /// ```
+    /// use durable_jobs::{JobOptions, JobStatus, MemoryStore, Queue};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Resize { image: String, width: u32 }
+    ///
+    /// let producer = Queue::new(MemoryStore::new());
+    /// let resize = producer.declare::<Resize, String>("images::resize")?;
+    /// let id = resize.enqueue(&Resize { image: "cat.png".into(), width: 64 }, JobOptions::new())?;
+    /// assert_eq!(producer.job(id)?.unwrap().status, JobStatus::Pending);
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] if `name` breaks the naming rule.
+    pub fn declare<A, R>(&self, name: &str) -> Result<JobHandle<A, R>, Error>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        crate::names::validate("job", name)?;
         Ok(JobHandle { queue: Arc::downgrade(&self.inner), name: name.to_owned(), types: PhantomData })
     }
 }

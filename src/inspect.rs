@@ -1,8 +1,17 @@
-//! What users see of a job.
+//! Looking at jobs: one job, lists, counts, checkpoints, results, waiting for them; and the
+//! operator's cancel and requeue.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use durable_jobs_store::{JobId, JobRecord, JobStatus, Timestamp};
+use durable_jobs_store::{
+    CancelOutcome, Checkpoint, JobFilter, JobId, JobRecord, JobStatus, RequeueOutcome, Timestamp,
+};
+use serde::de::DeserializeOwned;
+
+use crate::{Counts, Error, Queue};
+
+/// Checkpoints read per store call.
+const CHECKPOINT_PAGE: usize = 256;
 
 /// A snapshot of one job, from [`Queue::job`](crate::Queue::job), [`Queue::list`](crate::Queue::list)
 /// or [`Queue::wait`](crate::Queue::wait).
@@ -17,7 +26,8 @@ pub struct JobInfo {
     pub queue: String,
     /// Its status.
     pub status: JobStatus,
-    /// Attempts started so far (0 before the first).
+    /// Attempts charged so far, counting a running one (0 before the first; a run released at
+    /// shutdown, suspended, or lost before it started is not charged).
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
@@ -63,5 +73,182 @@ impl From<JobRecord> for JobInfo {
             started_at: r.started_at.map(Timestamp::to_system_time),
             finished_at: r.finished_at.map(Timestamp::to_system_time),
         }
+    }
+}
+
+impl Queue {
+    /// One job, or `None` if no job has this id.
+    pub fn job(&self, id: JobId) -> Result<Option<JobInfo>, Error> {
+        Ok(self.inner.store.get(id)?.map(JobInfo::from))
+    }
+
+    /// The jobs matching `filter`, in id order. Page through many with
+    /// [`JobFilter::after`] set to the last id of the previous page.
+    ///
+    /// ```
+    /// use durable_jobs::{JobFilter, JobStatus, MemoryStore, Queue};
+    /// let queue = Queue::new(MemoryStore::new());
+    /// let failed = queue.list(&JobFilter::new().status(JobStatus::Failed).limit(20))?;
+    /// assert!(failed.is_empty());
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    pub fn list(&self, filter: &JobFilter) -> Result<Vec<JobInfo>, Error> {
+        Ok(self.inner.store.list(filter)?.into_iter().map(JobInfo::from).collect())
+    }
+
+    /// How many jobs are in each state, per queue and handler name ([`Counts`]).
+    pub fn counts(&self) -> Result<Counts, Error> {
+        Ok(Counts::from_store(&self.inner.store.counts(self.inner.now())?))
+    }
+
+    /// The checkpoints a job has recorded, in step order.
+    pub fn checkpoints(&self, id: JobId) -> Result<Vec<Checkpoint>, Error> {
+        let mut all = Vec::new();
+        loop {
+            let from = all.last().map_or(0, |c: &Checkpoint| c.index.saturating_add(1));
+            let page = self.inner.store.checkpoints(id, from, CHECKPOINT_PAGE)?;
+            let done = page.len() < CHECKPOINT_PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Waits until the job is completed, failed or cancelled, for at most `timeout` (of the
+    /// queue's clock).
+    ///
+    /// Woken at once by commits of workers in this process; jobs run by other processes are
+    /// seen within 100 ms.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown id, [`Error::WaitTimeout`] if it did not finish in
+    /// time, [`Error::Store`] if the store fails.
+    pub fn wait(&self, id: JobId, timeout: Duration) -> Result<JobInfo, Error> {
+        let info = self.poll_until(timeout, || {
+            let info = self.job(id)?.ok_or(Error::NotFound { job: id })?;
+            Ok(info.status.is_terminal().then_some(info))
+        })?;
+        match info {
+            Ok(info) => Ok(info),
+            Err(waited) => {
+                let status = self.job(id)?.map_or(JobStatus::Pending, |i| i.status);
+                Err(Error::WaitTimeout { job: id, status, waited })
+            }
+        }
+    }
+
+    /// Waits until no job is ready, prefetched or running (scheduled and waiting jobs do not
+    /// count), for at most `timeout`: for command-line programs and tests that enqueue work,
+    /// start a worker and want to stop when it is done. Returns the counts it saw last.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use durable_jobs::{JobContext, JobOptions, MemoryStore, Queue};
+    ///
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.register("resize", |_: &JobContext, n: u32| Ok::<_, std::io::Error>(n))?;
+    /// queue.enqueue_batch("resize", &(0..50).collect::<Vec<u32>>(), JobOptions::new())?;
+    /// let worker = queue.worker().concurrency(2).start()?;
+    /// let counts = queue.wait_idle(Duration::from_secs(30))?;
+    /// assert_eq!(counts.total().completed, 50);
+    /// worker.shutdown();
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IdleTimeout`] with the number of busy jobs if work is left after `timeout`
+    /// (for example ready jobs of a name no worker has registered), [`Error::Store`].
+    pub fn wait_idle(&self, timeout: Duration) -> Result<Counts, Error> {
+        let mut last = Counts::default();
+        let outcome = self.poll_until(timeout, || {
+            last = self.counts()?;
+            Ok((last.total().busy() == 0).then(|| last.clone()))
+        })?;
+        outcome.map_err(|waited| Error::IdleTimeout { busy: last.total().busy(), waited })
+    }
+
+    /// Calls `check` until it returns something, waking at each commit of this process and
+    /// every 100 ms; `Err(waited)` when `timeout` passes first.
+    fn poll_until<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Result<Option<T>, Error>,
+    ) -> Result<Result<T, Duration>, Error> {
+        let clock = &*self.inner.clock;
+        let start = clock.monotonic();
+        let deadline = start.saturating_add(timeout);
+        loop {
+            let seen = *self.inner.commits.lock();
+            if let Some(found) = check()? {
+                return Ok(Ok(found));
+            }
+            let now = clock.monotonic();
+            if now >= deadline {
+                return Ok(Err(now.saturating_sub(start)));
+            }
+            let slice = deadline.min(now.saturating_add(Duration::from_millis(100)));
+            let mut commits = self.inner.commits.lock();
+            self.inner.commits.wait_until(clock, &mut commits, Some(slice), |n| *n != seen);
+        }
+    }
+
+    /// The result of a completed job, decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoResult`] if the job has not completed, [`Error::NotFound`], or
+    /// [`Error::Decode`] if the result does not decode as `T`.
+    pub fn result<T: DeserializeOwned>(&self, id: JobId) -> Result<T, Error> {
+        let record = self.inner.store.get(id)?.ok_or(Error::NotFound { job: id })?;
+        match record.result {
+            Some(bytes) if record.status == JobStatus::Completed => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::Decode { job: id, name: record.name, what: "result", source }),
+            _ => Err(Error::NoResult { job: id, status: record.status, error: record.last_error }),
+        }
+    }
+
+    /// Cancels a job that is waiting to run (scheduled, ready, waiting or paused) and says what
+    /// happened; a running job is not interrupted ([`CancelOutcome::Running`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use durable_jobs::{CancelOutcome, JobContext, JobOptions, JobStatus, MemoryStore, Queue};
+    ///
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.register("report", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(()))?;
+    /// let id = queue.enqueue("report", &(), JobOptions::new().delay(Duration::from_secs(3600)))?;
+    /// assert_eq!(queue.cancel(id)?, CancelOutcome::Cancelled);
+    /// assert_eq!(queue.cancel(id)?, CancelOutcome::Finished(JobStatus::Cancelled));
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
+    pub fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
+        let outcome = self.inner.store.cancel(id, self.inner.now())?;
+        if outcome == CancelOutcome::Cancelled {
+            self.inner.notify_committed();
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a failed or cancelled job again, with all its attempts (a dead letter retried by
+    /// hand), and says what happened. Its checkpoints are kept: a workflow resumes after its
+    /// last recorded step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
+    pub fn requeue(&self, id: JobId) -> Result<RequeueOutcome, Error> {
+        let now = self.inner.now();
+        let outcome = self.inner.store.requeue(id, now)?;
+        if outcome == RequeueOutcome::Requeued {
+            self.inner.wake_workers(now);
+        }
+        Ok(outcome)
     }
 }

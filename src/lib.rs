@@ -43,8 +43,10 @@
 mod call;
 mod clock;
 mod context;
+mod counts;
 mod doorbell;
 mod error;
+mod execute;
 mod failpoint;
 mod failure;
 mod handle;
@@ -53,13 +55,17 @@ mod names;
 mod options;
 mod queue;
 mod registry;
+mod replay;
 mod retry;
+mod signal;
 mod unwind;
+mod wait;
 mod worker;
 
 pub use call::call;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::JobContext;
+pub use counts::{Counts, JobCounts};
 pub use error::{BoxError, Error};
 pub use failpoint::FAILPOINTS;
 pub use handle::JobHandle;
@@ -71,8 +77,8 @@ pub use retry::DEFAULT_RETRY_POLICY;
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
 
 pub use durable_jobs_store::{
-    Checkpoint, JobFilter, JobId, JobStatus, MemoryStore, RetryPolicy, StatusCount, Store, StoreError, StoreErrorKind,
-    Timestamp,
+    CancelOutcome, Checkpoint, JobFilter, JobId, JobStatus, MemoryStore, RequeueOutcome, RetryPolicy, Store,
+    StoreError, StoreErrorKind, Timestamp,
 };
 
 /// The SQLite store (feature `sqlite`, on by default).

@@ -1,4 +1,5 @@
-//! The naming rule for jobs, steps and queues: `[A-Za-z][A-Za-z0-9_.-]{0,254}`.
+//! The naming rule for jobs, steps and queues: `[A-Za-z][A-Za-z0-9_.:-]{0,254}` (so module
+//! paths such as `billing::charge` are names).
 
 use crate::Error;
 
@@ -13,8 +14,8 @@ pub(crate) fn validate(what: &'static str, name: &str) -> Result<(), Error> {
         Some("it is longer than 255 bytes")
     } else if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         Some("it must start with an ASCII letter")
-    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-        Some("only ASCII letters, digits, '_', '.' and '-' are allowed")
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')) {
+        Some("only ASCII letters, digits, '_', '.', ':' and '-' are allowed")
     } else {
         None
     };
@@ -38,7 +39,7 @@ mod tests {
 
     #[test]
     fn accepts_valid_names() {
-        for ok in ["a", "process-order", "Mail.send_v2", &format!("a{}", "b".repeat(254))] {
+        for ok in ["a", "process-order", "Mail.send_v2", "billing::charge", &format!("a{}", "b".repeat(254))] {
             assert!(validate("job", ok).is_ok(), "{ok:?}");
         }
     }

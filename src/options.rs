@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use durable_jobs_store::{RetryPolicy, Timestamp};
+use durable_jobs_store::{NewJob, RetryPolicy, Timestamp};
 
 use crate::{names, Error};
 
@@ -34,6 +34,7 @@ pub struct JobOptions {
     pub(crate) schedule: Option<Schedule>,
     pub(crate) queue: String,
     pub(crate) unique_key: Option<String>,
+    pub(crate) unique_window: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) backoff: Option<RetryPolicy>,
 }
@@ -52,6 +53,7 @@ impl Default for JobOptions {
             schedule: None,
             queue: DEFAULT_QUEUE.to_owned(),
             unique_key: None,
+            unique_window: None,
             timeout: None,
             backoff: None,
         }
@@ -96,10 +98,35 @@ impl JobOptions {
         self
     }
 
-    /// At most one live (pending, running, waiting or paused) job holds `key`; enqueueing a
-    /// second one fails with [`Error::Duplicate`] naming the first.
+    /// At most one live (not yet completed, failed or cancelled) job holds `key`; enqueueing a
+    /// second one fails with [`Error::Duplicate`] naming the first. Replaces an earlier
+    /// [`unique_for`](Self::unique_for).
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self.unique_window = None;
+        self
+    }
+
+    /// Idempotent enqueue: while a job holding `key` is live, or was created less than `window`
+    /// ago whatever became of it, enqueueing returns that job's id and inserts nothing (as
+    /// Sidekiq's `unique_for`, Oban's `unique: [period: ..]`, River's `ByPeriod`). "Enqueue
+    /// these 300 once" and a cron guard ("at most once an hour") are one option each.
+    /// Replaces an earlier [`unique`](Self::unique).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use durable_jobs::{JobContext, JobOptions, MemoryStore, Queue};
+    ///
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.register("invoice", |_: &JobContext, month: String| Ok::<_, std::io::Error>(month))?;
+    /// let once = || JobOptions::new().unique_for("invoice:2026-11", Duration::from_secs(40 * 86_400));
+    /// let first = queue.enqueue("invoice", "2026-11", once())?;
+    /// assert_eq!(queue.enqueue("invoice", "2026-11", once())?, first);
+    /// # Ok::<(), durable_jobs::Error>(())
+    /// ```
+    pub fn unique_for(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.unique_key = Some(key.into());
+        self.unique_window = Some(window);
         self
     }
 
@@ -119,6 +146,19 @@ impl JobOptions {
         self
     }
 
+    /// The store record of a job with these options.
+    pub(crate) fn new_job(&self, name: &str, args: Vec<u8>, now: Timestamp, run_at: Timestamp) -> NewJob {
+        let mut job = NewJob::new(self.queue.clone(), name, args, now)
+            .priority(self.priority)
+            .run_at(run_at)
+            .max_attempts(self.max_attempts);
+        job.unique_key.clone_from(&self.unique_key);
+        job.unique_window = self.unique_window;
+        job.timeout = self.timeout;
+        job.retry_policy = self.backoff;
+        job
+    }
+
     /// Checks every option and returns the time the job becomes ready.
     pub(crate) fn validate(&self, now: Timestamp) -> Result<Timestamp, Error> {
         let invalid = |option, reason: &str| Err(Error::InvalidOption { option, reason: reason.to_owned() });
@@ -130,6 +170,9 @@ impl JobOptions {
             if key.is_empty() || key.len() > MAX_UNIQUE_KEY_LEN {
                 return invalid("unique", "the key must be 1 to 1024 bytes long");
             }
+        }
+        if self.unique_window.is_some_and(|w| w.is_zero()) {
+            return invalid("unique_for", "the window must be greater than zero");
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return invalid("timeout", "must be greater than zero");
@@ -175,6 +218,7 @@ mod tests {
             (JobOptions::new().timeout(Duration::ZERO), "timeout"),
             (JobOptions::new().unique(""), "unique"),
             (JobOptions::new().unique("k".repeat(2000)), "unique"),
+            (JobOptions::new().unique_for("k", Duration::ZERO), "unique_for"),
             (JobOptions::new().delay(Duration::MAX), "delay"),
             (JobOptions::new().backoff(Duration::ZERO, Duration::ZERO), "backoff"),
             (JobOptions::new().backoff(Duration::from_secs(2), Duration::from_secs(1)), "backoff"),

@@ -1,10 +1,10 @@
-//! `Queue`: registering handlers, enqueueing jobs, and looking at them.
+//! `Queue`: registering handlers and enqueueing jobs.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
 
-use durable_jobs_store::{Checkpoint, Enqueued, JobFilter, JobId, NewJob, StatusCount, Store, StoreError, Timestamp};
-use parking_lot::{Condvar, Mutex, RwLock};
+use durable_jobs_store::{Enqueued, JobId, NewJob, Store, StoreError, StoreErrorKind, Timestamp};
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -12,9 +12,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::doorbell::Doorbell;
 use crate::error::BoxError;
 use crate::registry::{self, Registry};
-use crate::{names, Error, JobContext, JobInfo, JobOptions, WorkerBuilder};
+use crate::wait::Waitable;
+use crate::{names, Error, JobContext, JobOptions, WorkerBuilder};
 
-/// The default limit on encoded arguments: 1 MiB.
+/// The default limit on encoded arguments, results and step values: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 
 /// A handle on one store: register handlers, enqueue jobs, inspect them, start workers.
@@ -30,11 +31,13 @@ pub(crate) struct QueueInner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) clock: Arc<dyn Clock>,
-    max_payload: usize,
+    pub(crate) max_payload: usize,
     doorbells: Mutex<Vec<Weak<Doorbell>>>,
-    /// Bumped after every commit of this process's workers, so `wait` can sleep.
-    commits: Mutex<u64>,
-    committed: Condvar,
+    /// Bumped after every commit of this process's workers, so that waits can sleep.
+    pub(crate) commits: Arc<Waitable<u64>>,
+    /// Jobs released by a shutdown while their handler still ran on an abandoned thread:
+    /// not claimed again in this process until that handler returns.
+    quarantined: Mutex<HashSet<JobId>>,
 }
 
 /// Settings of a [`Queue`] beyond its store.
@@ -46,14 +49,16 @@ pub struct QueueBuilder {
 }
 
 impl QueueBuilder {
-    /// The largest encoded arguments accepted, in bytes (default 1 MiB). Checked before any
-    /// storage call.
+    /// The largest encoded arguments, result or step value accepted, in bytes (default 1 MiB).
+    /// Arguments are checked before any storage call; a result or step value over it fails
+    /// its job for good, and is not stored.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
         self
     }
 
-    /// The clock for stored times (default: the system clock). For tests of clock jumps.
+    /// The clock for stored times and every timer (default: the system clock). For tests of
+    /// clock jumps, or virtual time with [`ManualClock`](crate::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -61,6 +66,7 @@ impl QueueBuilder {
 
     /// The queue.
     pub fn build(self) -> Queue {
+        let commits = Waitable::new(&*self.clock, 0);
         Queue {
             inner: Arc::new(QueueInner {
                 store: self.store,
@@ -68,8 +74,8 @@ impl QueueBuilder {
                 clock: self.clock,
                 max_payload: self.max_payload,
                 doorbells: Mutex::new(Vec::new()),
-                commits: Mutex::new(0),
-                committed: Condvar::new(),
+                commits,
+                quarantined: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -81,16 +87,10 @@ impl QueueInner {
     }
 
     /// Wakes this process's dispatchers for a job ready at `run_at`.
-    fn wake_workers(&self, run_at: Timestamp) {
-        let now = self.now();
-        let mut bells = self.doorbells.lock();
-        bells.retain(|bell| match bell.upgrade() {
-            Some(bell) if run_at > now => {
-                bell.ring_in(run_at.duration_since(now));
-                true
-            }
+    pub(crate) fn wake_workers(&self, run_at: Timestamp) {
+        self.doorbells.lock().retain(|bell| match bell.upgrade() {
             Some(bell) => {
-                bell.ring();
+                bell.ring_at(run_at);
                 true
             }
             None => false,
@@ -101,10 +101,40 @@ impl QueueInner {
         self.doorbells.lock().push(Arc::downgrade(bell));
     }
 
-    /// Wakes `wait` callers after a commit.
+    /// Wakes waits for jobs after a commit.
     pub(crate) fn notify_committed(&self) {
-        *self.commits.lock() += 1;
-        self.committed.notify_all();
+        self.commits.update(|n| *n += 1);
+    }
+
+    /// Keeps `job` from being claimed in this process until its abandoned handler returns.
+    pub(crate) fn quarantine(&self, job: JobId) {
+        self.quarantined.lock().insert(job);
+    }
+
+    /// A handler of `job` returned: it may be claimed here again.
+    pub(crate) fn handler_returned(&self, job: JobId) {
+        let mut quarantined = self.quarantined.lock();
+        if !quarantined.is_empty() {
+            quarantined.remove(&job);
+        }
+    }
+
+    /// The jobs no claim of this queue may take.
+    pub(crate) fn quarantined(&self) -> Vec<JobId> {
+        let quarantined = self.quarantined.lock();
+        if quarantined.is_empty() {
+            Vec::new()
+        } else {
+            quarantined.iter().copied().collect()
+        }
+    }
+
+    /// Checks a result or step value against the payload limit.
+    pub(crate) fn check_size(&self, name: &str, what: &'static str, size: usize) -> Result<(), Error> {
+        if size > self.max_payload {
+            return Err(Error::PayloadTooLarge { name: name.into(), what, size, limit: self.max_payload });
+        }
+        Ok(())
     }
 }
 
@@ -130,21 +160,23 @@ impl Queue {
         &*self.inner.store
     }
 
-    /// Registers `handler` under `name`, replacing an earlier one. Workers of this queue claim
-    /// jobs with registered names only, and [`call`](crate::call) runs registered handlers as
-    /// steps.
+    /// Registers `handler` under `name`. Workers of this queue claim jobs with registered
+    /// names only, and [`call`](crate::call) runs registered handlers as steps.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] if `name` breaks the naming rule.
+    /// [`Error::InvalidName`] if `name` breaks the naming rule, [`Error::AlreadyRegistered`] if
+    /// a handler has this name already (two handlers for one name would be a silent mix-up).
     ///
     /// # Examples
     ///
     /// ```
-    /// use durable_jobs::{JobContext, MemoryStore, Queue};
+    /// use durable_jobs::{Error, JobContext, MemoryStore, Queue};
     ///
     /// let queue = Queue::new(MemoryStore::new());
-    /// queue.register("add", |_ctx: &JobContext, (a, b): (i64, i64)| -> Result<i64, std::io::Error> { Ok(a + b) })?;
+    /// let add = |_ctx: &JobContext, (a, b): (i64, i64)| -> Result<i64, std::io::Error> { Ok(a + b) };
+    /// queue.register("math::add", add)?;
+    /// assert!(matches!(queue.register("math::add", add), Err(Error::AlreadyRegistered { .. })));
     /// # Ok::<(), durable_jobs::Error>(())
     /// ```
     pub fn register<A, R, E, F>(&self, name: &str, handler: F) -> Result<(), Error>
@@ -155,23 +187,42 @@ impl Queue {
         F: Fn(&JobContext, A) -> Result<R, E> + Send + Sync + 'static,
     {
         names::validate("job", name)?;
-        self.inner.registry.write().insert(name, registry::erase(handler));
-        Ok(())
+        if self.inner.registry.write().insert(name, registry::erase(handler)) {
+            Ok(())
+        } else {
+            Err(Error::AlreadyRegistered { name: name.to_owned() })
+        }
     }
 
     /// Enqueues one job for the handler registered as `name`.
     ///
-    /// Durable on return. An in-process worker is woken at once.
+    /// Durable on return. An in-process worker is woken at once (or at the job's time).
+    ///
+    /// With [`JobOptions::unique_for`], enqueueing is idempotent: if a job holding the key
+    /// exists (live, or created within the window), its id is returned and nothing is
+    /// inserted.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownJob`] if no handler is registered under `name` (see
-    /// [`enqueue_raw`](Self::enqueue_raw)); [`Error::InvalidOption`] / [`Error::InvalidName`]
-    /// for bad options; [`Error::Encode`] or [`Error::PayloadTooLarge`] for arguments that
-    /// cannot be stored (checked before any storage call); [`Error::Duplicate`] if a live job
-    /// holds the unique key; [`Error::Store`] if the store fails.
+    /// [`enqueue_raw`](Self::enqueue_raw) and [`declare`](Self::declare));
+    /// [`Error::InvalidOption`] / [`Error::InvalidName`] for bad options; [`Error::Encode`] or
+    /// [`Error::PayloadTooLarge`] for arguments that cannot be stored (checked before any
+    /// storage call); [`Error::Duplicate`] if a live job holds the [`unique`](JobOptions::unique)
+    /// key; [`Error::Store`] if the store fails.
     pub fn enqueue<A: Serialize + ?Sized>(&self, name: &str, args: &A, options: JobOptions) -> Result<JobId, Error> {
         self.check_registered(name)?;
+        self.enqueue_unchecked(name, args, options)
+    }
+
+    /// Enqueues without checking that `name` is registered here (typed handles from
+    /// [`declare`](Self::declare)).
+    pub(crate) fn enqueue_unchecked<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: &A,
+        options: JobOptions,
+    ) -> Result<JobId, Error> {
         let args = self.encode(name, args)?;
         one(self.insert(name, vec![args], &options)?)
     }
@@ -188,13 +239,22 @@ impl Queue {
         args: &[A],
         options: JobOptions,
     ) -> Result<Vec<JobId>, Error> {
+        self.check_registered(name)?;
+        self.enqueue_batch_unchecked(name, args, options)
+    }
+
+    pub(crate) fn enqueue_batch_unchecked<A: Serialize>(
+        &self,
+        name: &str,
+        args: &[A],
+        options: JobOptions,
+    ) -> Result<Vec<JobId>, Error> {
         if args.len() > 1 && options.unique_key.is_some() {
             return Err(Error::InvalidOption {
                 option: "unique",
                 reason: "a batch of more than one job cannot share one unique key".into(),
             });
         }
-        self.check_registered(name)?;
         let encoded = args.iter().map(|a| self.encode(name, a)).collect::<Result<Vec<_>, _>>()?;
         self.insert(name, encoded, &options)
     }
@@ -207,7 +267,7 @@ impl Queue {
     ///
     /// As [`enqueue`](Self::enqueue), except [`Error::UnknownJob`] and [`Error::Encode`].
     pub fn enqueue_raw(&self, name: &str, args_json: &[u8], options: JobOptions) -> Result<JobId, Error> {
-        self.check_size(name, args_json.len())?;
+        self.inner.check_size(name, "arguments", args_json.len())?;
         one(self.insert(name, vec![args_json.to_vec()], &options)?)
     }
 
@@ -226,15 +286,8 @@ impl Queue {
             what: "arguments",
             source,
         })?;
-        self.check_size(name, bytes.len())?;
+        self.inner.check_size(name, "arguments", bytes.len())?;
         Ok(bytes)
-    }
-
-    fn check_size(&self, name: &str, size: usize) -> Result<(), Error> {
-        if size > self.inner.max_payload {
-            return Err(Error::PayloadTooLarge { name: name.into(), size, limit: self.inner.max_payload });
-        }
-        Ok(())
     }
 
     fn insert(&self, name: &str, args: Vec<Vec<u8>>, options: &JobOptions) -> Result<Vec<JobId>, Error> {
@@ -244,152 +297,41 @@ impl Queue {
         if args.is_empty() {
             return Ok(Vec::new());
         }
-        let jobs: Vec<NewJob> = args
-            .into_iter()
-            .map(|args| NewJob {
-                queue: options.queue.clone(),
-                name: name.to_owned(),
-                args,
-                priority: options.priority,
-                run_at,
-                max_attempts: options.max_attempts,
-                unique_key: options.unique_key.clone(),
-                timeout: options.timeout,
-                retry_policy: options.backoff,
-                created_at: now,
-            })
-            .collect();
+        let jobs: Vec<NewJob> = args.into_iter().map(|args| options.new_job(name, args, now, run_at)).collect();
         let out = self.inner.store.enqueue(&jobs)?;
         let mut ids = Vec::with_capacity(out.len());
+        let mut inserted = false;
         for e in out {
             match e {
-                Enqueued::New(id) => ids.push(id),
+                Enqueued::New(id) => {
+                    inserted = true;
+                    ids.push(id);
+                }
+                Enqueued::Duplicate(existing) if options.unique_window.is_some() => ids.push(existing),
                 Enqueued::Duplicate(existing) => {
                     let key = options.unique_key.clone().unwrap_or_default();
                     return Err(Error::Duplicate { key, existing });
                 }
+                other => return Err(unexpected(&format!("{other:?}"))),
             }
         }
-        self.inner.wake_workers(run_at);
+        if inserted {
+            self.inner.wake_workers(run_at);
+        }
         Ok(ids)
-    }
-
-    /// Cancels a job that is waiting to run (pending, delayed, waiting or paused). A running job
-    /// is not interrupted: returns `false`, as for a finished or unknown job.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use durable_jobs::{JobContext, JobOptions, JobStatus, MemoryStore, Queue};
-    ///
-    /// let queue = Queue::new(MemoryStore::new());
-    /// queue.register("report", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(()))?;
-    /// let id = queue.enqueue("report", &(), JobOptions::new().delay(Duration::from_secs(3600)))?;
-    /// assert!(queue.cancel(id)?);
-    /// assert_eq!(queue.job(id)?.unwrap().status, JobStatus::Cancelled);
-    /// # Ok::<(), durable_jobs::Error>(())
-    /// ```
-    pub fn cancel(&self, id: JobId) -> Result<bool, Error> {
-        let cancelled = self.inner.store.cancel(id, self.inner.now())?;
-        if cancelled {
-            self.inner.notify_committed();
-        }
-        Ok(cancelled)
-    }
-
-    /// Runs a failed or cancelled job again, with all its attempts (a dead letter retried by
-    /// hand). Its checkpoints are kept: a workflow resumes after its last recorded step.
-    /// Returns `false` if the job is in another status or its unique key is held by another
-    /// live job.
-    pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
-        let now = self.inner.now();
-        let requeued = self.inner.store.requeue(id, now)?;
-        if requeued {
-            self.inner.wake_workers(now);
-        }
-        Ok(requeued)
     }
 
     /// A builder for a worker pool serving this queue's handlers.
     pub fn worker(&self) -> WorkerBuilder {
         WorkerBuilder::new(self.clone())
     }
-
-    /// One job, or `None` if no job has this id.
-    pub fn job(&self, id: JobId) -> Result<Option<JobInfo>, Error> {
-        Ok(self.inner.store.get(id)?.map(JobInfo::from))
-    }
-
-    /// The jobs matching `filter`, in id order.
-    ///
-    /// ```
-    /// use durable_jobs::{JobFilter, JobStatus, MemoryStore, Queue};
-    /// let queue = Queue::new(MemoryStore::new());
-    /// let failed = queue.list(&JobFilter::new().status(JobStatus::Failed).limit(20))?;
-    /// assert!(failed.is_empty());
-    /// # Ok::<(), durable_jobs::Error>(())
-    /// ```
-    pub fn list(&self, filter: &JobFilter) -> Result<Vec<JobInfo>, Error> {
-        Ok(self.inner.store.list(filter)?.into_iter().map(JobInfo::from).collect())
-    }
-
-    /// The number of jobs per queue and status.
-    pub fn counts(&self) -> Result<Vec<StatusCount>, Error> {
-        Ok(self.inner.store.counts()?)
-    }
-
-    /// The checkpoints a job has recorded, in step order.
-    pub fn checkpoints(&self, id: JobId) -> Result<Vec<Checkpoint>, Error> {
-        Ok(self.inner.store.checkpoints(id)?)
-    }
-
-    /// Waits until the job is completed, failed or cancelled, for at most `timeout`.
-    ///
-    /// Woken at once by commits of workers in this process; jobs run by other processes are
-    /// seen within 100 ms.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] for an unknown id, [`Error::WaitTimeout`] if it did not finish in
-    /// time, [`Error::Store`] if the store fails.
-    pub fn wait(&self, id: JobId, timeout: Duration) -> Result<JobInfo, Error> {
-        let start = Instant::now();
-        loop {
-            let seen = *self.inner.commits.lock();
-            let info = self.job(id)?.ok_or(Error::NotFound { job: id })?;
-            if info.status.is_terminal() {
-                return Ok(info);
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(Error::WaitTimeout { job: id, status: info.status, waited });
-            }
-            let slice = timeout.saturating_sub(waited).min(Duration::from_millis(100));
-            let mut commits = self.inner.commits.lock();
-            if *commits == seen {
-                self.inner.committed.wait_for(&mut commits, slice);
-            }
-        }
-    }
-
-    /// The result of a completed job, decoded as `T`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NoResult`] if the job has not completed, [`Error::NotFound`], or
-    /// [`Error::Decode`] if the result does not decode as `T`.
-    pub fn result<T: DeserializeOwned>(&self, id: JobId) -> Result<T, Error> {
-        let record = self.inner.store.get(id)?.ok_or(Error::NotFound { job: id })?;
-        match record.result {
-            Some(bytes) if record.status == durable_jobs_store::JobStatus::Completed => serde_json::from_slice(&bytes)
-                .map_err(|source| Error::Decode { job: id, name: record.name, what: "result", source }),
-            _ => Err(Error::NoResult { job: id, status: record.status, error: record.last_error }),
-        }
-    }
 }
 
 /// The id of a one-job enqueue.
 fn one(ids: Vec<JobId>) -> Result<JobId, Error> {
-    ids.into_iter().next().ok_or_else(|| {
-        Error::Store(StoreError::new(durable_jobs_store::StoreErrorKind::Other, "the store returned no id"))
-    })
+    ids.into_iter().next().ok_or_else(|| unexpected("no id"))
+}
+
+fn unexpected(what: &str) -> Error {
+    Error::Store(StoreError::new(StoreErrorKind::Other, format!("the store returned {what} for an enqueue")))
 }

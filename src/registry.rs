@@ -46,13 +46,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Adds or replaces the handler for `name`.
-    pub(crate) fn insert(&mut self, name: &str, handler: Arc<RawHandler>) {
-        if self.handlers.insert(name.to_owned(), handler).is_none() {
-            let mut names: Vec<String> = self.handlers.keys().cloned().collect();
-            names.sort();
-            self.names = Arc::new(names);
+    /// Adds the handler for `name`; `false` (and nothing changes) if one is registered.
+    pub(crate) fn insert(&mut self, name: &str, handler: Arc<RawHandler>) -> bool {
+        if self.handlers.contains_key(name) {
+            return false;
         }
+        self.handlers.insert(name.to_owned(), handler);
+        let mut names: Vec<String> = self.handlers.keys().cloned().collect();
+        names.sort();
+        self.names = Arc::new(names);
+        true
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<RawHandler>> {

@@ -1,9 +1,11 @@
 //! When a failed attempt runs again: `base · 2^attempt`, capped, with ±10 % jitter; and how
 //! the engine's own store calls ride out transient store errors.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use durable_jobs_store::{RetryPolicy, StoreError};
+
+use crate::Clock;
 
 /// The backoff used when a job sets none: 1 s · 2^attempt, at most one hour.
 pub const DEFAULT_RETRY_POLICY: RetryPolicy =
@@ -31,18 +33,19 @@ pub(crate) struct Patience {
 /// or `go_on` says stop; returns the last result. Every write the engine repeats this way is
 /// safe to repeat (see the `Store` contract).
 pub(crate) fn with_patience<T>(
+    clock: &dyn Clock,
     what: &str,
     patience: &Patience,
     go_on: impl Fn() -> bool,
     mut op: impl FnMut() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let started = Instant::now();
+    let started = clock.monotonic();
     let mut pause = Duration::from_millis(5);
     loop {
         match op() {
-            Err(e) if e.is_retryable() && started.elapsed() < patience.budget && go_on() => {
+            Err(e) if e.is_retryable() && clock.monotonic().saturating_sub(started) < patience.budget && go_on() => {
                 tracing::warn!(error = %e, "{what} failed; retrying");
-                std::thread::sleep(pause);
+                crate::wait::sleep(clock, pause);
                 pause = (pause * 2).min(patience.max_pause);
             }
             result => return result,
@@ -80,7 +83,9 @@ mod tests {
         use durable_jobs_store::StoreErrorKind;
         let patience = Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(5) };
         let mut calls = 0;
+        let clock = crate::SystemClock;
         let ok = with_patience(
+            &clock,
             "op",
             &patience,
             || true,
@@ -96,6 +101,7 @@ mod tests {
         assert_eq!(ok.unwrap(), 3);
         let mut calls = 0;
         let corrupt = with_patience(
+            &clock,
             "op",
             &patience,
             || true,
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(calls, 1, "a non-retryable error is not repeated");
         let mut calls = 0;
         let stopped = with_patience(
+            &clock,
             "op",
             &patience,
             || false,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs::{JobContext, JobOptions, JobStatus, Queue, Store};
+use durable_jobs::{JobContext, JobOptions, Queue, Store};
 
 const JOBS: usize = 100_000;
 
@@ -54,7 +54,7 @@ fn hundred_thousand_jobs_run_once(store: Box<dyn Store>) {
     sampler.join().unwrap();
     let growth_mib = peak.load(Ordering::Relaxed).saturating_sub(baseline) / 1024;
     let counts = queue.counts().unwrap();
-    let completed: u64 = counts.iter().filter(|c| c.status == JobStatus::Completed).map(|c| c.count).sum();
+    let completed = counts.total().completed;
     assert_eq!(completed, JOBS as u64, "{counts:?}");
     let twice: Vec<usize> = (0..JOBS).filter(|&n| runs[n].load(Ordering::Relaxed) != 1).collect();
     assert!(

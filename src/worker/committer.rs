@@ -1,10 +1,13 @@
-//! The committer: writes the outcomes of finished jobs, everything queued in one transaction
-//! (group commit), so worker threads never wait for the disk after a job.
+//! The committer: writes the outcomes (and start marks) of runs, everything queued in one
+//! transaction (group commit), so worker threads never wait for the disk after a job. A run
+//! stays held, and renewed, until its outcome is committed.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use durable_jobs_store::{Write, WriteOutcome};
+use durable_jobs_store::{Claim, Write, WriteOp, WriteOutcome};
 
 use super::WorkerShared;
 use crate::failpoint::failpoint;
@@ -18,13 +21,15 @@ const PATIENCE: Patience = Patience { budget: Duration::from_secs(10), max_pause
 
 /// A message to the committer.
 pub(crate) enum Commit {
-    /// Write this (a job's outcome; nobody waits for it).
+    /// A run's handler started (nobody waits for it).
+    Start(Claim),
+    /// A run's outcome (nobody waits for it).
     Write(Write),
     /// Commit what is queued, then stop.
     Stop,
 }
 
-pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
+pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut stop = false;
     while !stop {
@@ -32,6 +37,7 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
+                Commit::Start(claim) => writes.push(Write::start(claim)),
                 Commit::Write(w) => writes.push(w),
                 Commit::Stop => stop = true,
             }
@@ -40,29 +46,63 @@ pub(crate) fn run(shared: &WorkerShared, rx: &Receiver<Commit>) {
             }
         }
         if !writes.is_empty() {
+            drop_needless_starts(&mut writes);
             commit_batch(shared, &writes);
             writes.clear();
         }
     }
 }
 
-/// Commits `writes`, retrying retryable errors for a while.
+/// A start whose run's outcome is in the same batch says nothing the outcome does not: short
+/// handlers cost no start write.
+fn drop_needless_starts(writes: &mut Vec<Write>) {
+    let ended: HashSet<Claim> = writes.iter().filter(|w| w.ends_run()).map(|w| w.claim).collect();
+    if !ended.is_empty() {
+        writes.retain(|w| !(matches!(w.op, WriteOp::Start) && ended.contains(&w.claim)));
+    }
+}
+
+/// Commits `writes`, retrying retryable errors for a while, then lets go of the runs they end.
 fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
-    if writes.iter().any(|w| matches!(w, Write::Complete { .. })) {
+    if writes.iter().any(|w| matches!(w.op, WriteOp::Complete { .. })) {
         failpoint!("before-completion-commit");
     }
-    let store = &shared.queue.store;
-    match with_patience("commit", &PATIENCE, || true, || store.commit(&shared.worker_id, shared.queue.now(), writes)) {
+    let queue = &shared.queue;
+    let commit = || queue.store.commit(&shared.worker_id, queue.now(), writes);
+    match with_patience(shared.clock(), "commit", &PATIENCE, || true, commit) {
         Ok(outcomes) => {
             failpoint!("inside-group-commit");
-            let lost = outcomes.iter().filter(|o| **o == WriteOutcome::LeaseLost).count();
-            if lost > 0 {
-                tracing::warn!(lost, "outcomes of jobs whose lease was lost were refused");
+            let mut lost_outcomes = 0;
+            for (write, outcome) in writes.iter().zip(&outcomes) {
+                if *outcome == WriteOutcome::LeaseLost {
+                    shared.held.lose(&[write.claim]);
+                    lost_outcomes += usize::from(write.ends_run());
+                }
             }
-            shared.queue.notify_committed();
+            if lost_outcomes > 0 {
+                tracing::warn!(lost = lost_outcomes, "outcomes of jobs whose lease was lost were refused");
+            }
+            queue.committed(writes);
         }
-        // Jobs whose outcome is lost here stay running until their lease expires; the reaper
-        // then gives them another attempt (at-least-once).
+        // The runs whose outcome is lost here are let go: their leases expire and the reaper
+        // gives them another attempt (at-least-once).
         Err(e) => tracing::error!(error = %e, writes = writes.len(), "commit failed; giving up this batch"),
+    }
+    for write in writes.iter().filter(|w| w.ends_run()) {
+        shared.held.remove(write.claim);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_jobs_store::{ClaimToken, JobId};
+
+    #[test]
+    fn a_start_with_its_outcome_in_the_batch_is_dropped() {
+        let (a, b) = (Claim::new(JobId(1), ClaimToken(1)), Claim::new(JobId(2), ClaimToken(1)));
+        let mut writes = vec![Write::start(a), Write::start(b), Write::complete(a, b"1".to_vec())];
+        drop_needless_starts(&mut writes);
+        assert_eq!(writes, vec![Write::start(b), Write::complete(a, b"1".to_vec())]);
     }
 }

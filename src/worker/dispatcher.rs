@@ -1,18 +1,19 @@
-//! The dispatcher: claims batches of ready jobs and hands them to worker threads.
+//! The dispatcher: claims batches of ready jobs and hands them to worker threads, sleeping
+//! until a job can be ready: an enqueue or a freed slot rings it, the earliest due time a
+//! claim reports wakes it, and the poll interval covers work written by other processes.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use durable_jobs_store::{ClaimRequest, ClaimedJob};
+use durable_jobs_store::{ClaimRequest, Claimed};
 
-use super::{JobSignal, WorkerShared};
+use super::{Dispatched, WorkerShared};
 use crate::failpoint::failpoint;
 
-pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<(ClaimedJob, Arc<JobSignal>)>) {
+pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Sender<Dispatched>) {
     let mut error_pause = Duration::ZERO;
-    while !shared.stopping.load(Ordering::Acquire) {
+    while !shared.stopping() {
         let free = shared.pace.capacity().saturating_sub(shared.held.len());
         if free == 0 {
             shared.doorbell.wait(shared.poll_interval);
@@ -23,13 +24,16 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<(ClaimedJob, Arc<JobSigna
         shared.pace.record_claim(claiming.elapsed());
         match claimed {
             Ok(claimed) => {
-                if !claimed.is_empty() {
+                if !claimed.jobs.is_empty() {
                     failpoint!("after-claim");
                 }
                 error_pause = Duration::ZERO;
-                let full = claimed.len() == free;
-                for job in claimed {
-                    let signal = shared.held.insert(job.id);
+                let full = claimed.jobs.len() == free;
+                if let Some(due) = claimed.next_due {
+                    shared.doorbell.ring_at(due);
+                }
+                for job in claimed.jobs {
+                    let signal = shared.held.insert(job.claim());
                     // Never blocks: the channel holds the largest capacity, and no more jobs
                     // than that are held. Fails only if every worker thread is gone.
                     if jobs.send((job, signal)).is_err() {
@@ -45,7 +49,7 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<(ClaimedJob, Arc<JobSigna
                 // does not cut the pause short.
                 error_pause = (error_pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
                 tracing::warn!(error = %e, pause = ?error_pause, "claim failed");
-                std::thread::sleep(error_pause);
+                crate::wait::sleep(shared.clock(), error_pause);
                 continue;
             }
         }
@@ -53,18 +57,16 @@ pub(crate) fn run(shared: &WorkerShared, jobs: &Sender<(ClaimedJob, Arc<JobSigna
     }
 }
 
-fn claim(shared: &WorkerShared, limit: usize) -> Result<Vec<ClaimedJob>, durable_jobs_store::StoreError> {
+fn claim(shared: &WorkerShared, limit: usize) -> Result<Claimed, durable_jobs_store::StoreError> {
     let names = shared.queue.registry.read().names();
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed::default());
     }
     let now = shared.queue.now();
-    shared.queue.store.claim(&ClaimRequest {
-        worker: shared.worker_id.clone(),
-        queues: shared.queues.clone(),
-        names: names.to_vec(),
-        limit,
-        now,
-        lease_until: now.saturating_add(shared.lease),
-    })
+    let req = ClaimRequest::new(&*shared.worker_id, now, now.saturating_add(shared.lease))
+        .queues(shared.queues.iter().cloned())
+        .names(names.iter().cloned())
+        .limit(limit)
+        .exclude(shared.queue.quarantined());
+    shared.queue.store.claim(&req)
 }

@@ -1,101 +1,133 @@
-//! Lease renewal for held jobs, and the reaper that recovers jobs of dead workers.
+//! The maintenance thread: recovers the jobs of dead or stalled workers (the reaper), gives up
+//! on handlers that overran their timeout (the watchdog), and warns about ready jobs no handler
+//! here can run.
 
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use durable_jobs_store::Timestamp;
+use durable_jobs_store::{JobStatus, ReclaimRequest, Timestamp};
 
-use super::WorkerShared;
+use super::{heartbeat, Commit, WorkerShared};
+use crate::execute::failure_write;
 use crate::failpoint::failpoint;
+use crate::failure::Failure;
+use crate::Error;
 
-pub(crate) fn run(shared: &WorkerShared, stop: &Receiver<()>) {
-    let heartbeat_every = shared.lease / 3;
+/// Jobs recovered per store call: each call is one short transaction.
+const REAP_BATCH: usize = 500;
+
+/// How often to look for ready jobs of names this worker has no handler for.
+const NAME_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let reap_every = (shared.lease / 2).min(Duration::from_secs(1));
-    let mut next_heartbeat = Instant::now() + heartbeat_every;
-    let mut next_reap = Instant::now();
+    let now = shared.clock().monotonic();
+    let (mut next_reap, mut next_name_check) = (now, now);
     let mut clock = ClockWatch::new(shared);
+    let mut warned = HashSet::new();
     loop {
-        match stop.recv_deadline(next_heartbeat.min(next_reap)) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        let wake = [Some(next_reap), Some(next_name_check), shared.held.next_give_up()].into_iter().flatten().min();
+        if shared.wait_stop(wake.unwrap_or(next_reap)) {
+            return;
         }
-        let now = Instant::now();
-        // After a wall-clock jump our own leases may look expired: renew them before reaping,
-        // so that the reaper does not take jobs from the living.
-        let jumped = clock.jumped(shared);
-        if jumped || now >= next_heartbeat {
-            heartbeat(shared);
-            next_heartbeat = now + heartbeat_every;
-        }
+        let now = shared.clock().monotonic();
+        give_up_overruns(shared, now);
         if now >= next_reap {
-            reap(shared);
-            next_reap = now + reap_every;
+            reap(shared, &mut clock);
+            next_reap = now.saturating_add(reap_every);
+        }
+        if now >= next_name_check {
+            warn_unhandled_names(shared, &mut warned);
+            next_name_check = now.saturating_add(NAME_CHECK_EVERY);
         }
     }
 }
 
 /// Notices when the wall clock moves differently from the monotonic clock.
 struct ClockWatch {
-    mono: Instant,
+    mono: Duration,
     wall: Timestamp,
     tolerance: Duration,
 }
 
 impl ClockWatch {
     fn new(shared: &WorkerShared) -> Self {
-        ClockWatch { mono: Instant::now(), wall: shared.queue.now(), tolerance: shared.lease / 4 }
+        ClockWatch { mono: shared.clock().monotonic(), wall: shared.queue.now(), tolerance: shared.lease / 4 }
     }
 
-    fn jumped(&mut self, shared: &WorkerShared) -> bool {
-        let (mono, wall) = (Instant::now(), shared.queue.now());
-        let expected = i64::try_from(mono.duration_since(self.mono).as_micros()).unwrap_or(i64::MAX);
+    /// The wall-clock time now, and whether it jumped since the last look.
+    fn look(&mut self, shared: &WorkerShared) -> (Timestamp, bool) {
+        let (mono, wall) = (shared.clock().monotonic(), shared.queue.now());
+        let expected = i64::try_from(mono.saturating_sub(self.mono).as_micros()).unwrap_or(i64::MAX);
         let drift = wall.0.saturating_sub(self.wall.0).saturating_sub(expected);
         (self.mono, self.wall) = (mono, wall);
         let jumped = drift.unsigned_abs() > u64::try_from(self.tolerance.as_micros()).unwrap_or(u64::MAX);
         if jumped {
             tracing::warn!(drift_us = drift, "the wall clock jumped; renewing leases before reaping");
         }
-        jumped
+        (wall, jumped)
     }
 }
 
-/// Renews the leases of every held job; jobs whose lease is gone are told so.
-fn heartbeat(shared: &WorkerShared) {
-    let ids = shared.held.ids();
-    if ids.is_empty() {
+/// Returns jobs of dead workers and jobs with expired leases to the queue, a batch at a time.
+fn reap(shared: &WorkerShared, clock: &mut ClockWatch) {
+    // After a wall-clock jump our own leases may look expired: renew them first, and reap on
+    // the next round with a reading taken after the renewal.
+    let (now, jumped) = clock.look(shared);
+    if jumped {
+        heartbeat::renew(shared);
         return;
     }
-    let lease_until = shared.queue.now().saturating_add(shared.lease);
-    match shared.queue.store.renew(&shared.worker_id, &ids, lease_until) {
-        Ok(lost) => {
-            for id in lost {
-                if let Some(signal) = shared.held.signal(id) {
-                    tracing::warn!(job = %id, "lease lost; the job's writes will be refused");
-                    signal.lose_lease();
+    let dead = shared.liveness.as_ref().map(super::Liveness::dead_workers).unwrap_or_default();
+    let req = ReclaimRequest::new(now, REAP_BATCH).dead_workers(dead.clone());
+    loop {
+        match shared.queue.store.reclaim(&req) {
+            Ok(r) if !r.is_empty() => {
+                failpoint!("during-reclaim");
+                tracing::info!(requeued = ?r.requeued, failed = ?r.failed, released = ?r.released, "recovered jobs of dead or stalled workers");
+                shared.doorbell.ring();
+                shared.queue.notify_committed();
+                if r.len() < REAP_BATCH {
+                    break;
                 }
             }
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "recovering jobs of dead workers failed");
+                return;
+            }
         }
-        // Two more heartbeats come before the lease runs out.
-        Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "lease renewal failed"),
+    }
+    if let (Some(liveness), false) = (&shared.liveness, dead.is_empty()) {
+        liveness.bury(&dead);
     }
 }
 
-/// Returns jobs with expired leases to the queue and wakes jobs whose sleep is over.
-fn reap(shared: &WorkerShared) {
-    let now = shared.queue.now();
-    match shared.queue.store.reclaim_expired(now) {
-        Ok(r) if !r.is_empty() => {
-            failpoint!("during-reclaim");
-            tracing::info!(requeued = ?r.requeued, failed = ?r.failed, "reclaimed jobs with expired leases");
-            shared.doorbell.ring();
-            shared.queue.notify_committed();
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "reclaiming expired leases failed"),
+/// Gives up on handlers still running past their timeout and grace: fails the attempt as
+/// timed out (retried per its policy), stops renewing, refuses the handler's late writes, and
+/// replaces its thread.
+fn give_up_overruns(shared: &Arc<WorkerShared>, now: Duration) {
+    for overrun in shared.held.overrun(now) {
+        let job = &overrun.job;
+        tracing::error!(job = %job.id, name = %job.name, timeout = ?job.timeout, "a handler did not return within its timeout and grace; its thread is abandoned and replaced");
+        overrun.signal.lose_lease();
+        overrun.thread.retire();
+        let timeout = job.timeout.unwrap_or_default();
+        let failure = Failure::Retry { message: Error::TimedOut { job: job.id, timeout }.to_string(), after: None };
+        let _ = shared.committer.send(Commit::Write(failure_write(&shared.queue, job, failure)));
+        shared.replace_stuck_thread();
     }
-    match shared.queue.store.wake_due(now) {
-        Ok(0) => {}
-        Ok(_) => shared.doorbell.ring(),
-        Err(e) => tracing::warn!(error = %e, "waking due jobs failed"),
+}
+
+/// Warns once per name about ready jobs of this worker's queues that no handler here runs.
+fn warn_unhandled_names(shared: &WorkerShared, warned: &mut HashSet<(String, String)>) {
+    let Ok(counts) = shared.queue.store.counts(shared.queue.now()) else { return };
+    let names = shared.queue.registry.read().names();
+    for c in counts {
+        let unhandled = c.status == JobStatus::Pending && shared.queues.contains(&c.queue) && !names.contains(&c.name);
+        if unhandled && warned.insert((c.queue.clone(), c.name.clone())) {
+            tracing::warn!(queue = %c.queue, name = %c.name, ready = c.count, "ready jobs that this worker has no handler for; they wait for a worker that registers the name");
+        }
     }
 }

@@ -1,255 +1,148 @@
 //! The worker pool: a dispatcher claims batches, worker threads run jobs, a committer
-//! group-commits their outcomes, and a maintenance thread renews leases and reclaims dead ones.
-//!
-//! ```text
-//!   store ──claim──▶ dispatcher ──jobs (bounded)──▶ worker threads ──outcomes──▶ committer ──▶ store
-//!     ▲                  ▲ doorbell: enqueue, freed slots, retry time   │
-//!     │                                                                 └── checkpoints (`call`) ──▶ store
-//!     └── renew / reclaim / wake ── maintenance
-//! ```
-//!
-//! Outcomes do not hold up a worker thread; checkpoints do (`call` is durable on return) and
-//! are written by the worker thread itself: the store's group commit merges the checkpoints of
-//! concurrent threads into one transaction.
+//! group-commits their outcomes, a heartbeat renews leases, and a maintenance thread recovers
+//! jobs of dead workers and gives up on handlers that overran their timeout. See `README.md`
+//! beside this file for the wake-up protocol, the held-set invariants and fencing.
 
+mod builder;
 mod committer;
 mod dispatcher;
 mod executor;
+mod heartbeat;
 mod held;
+mod liveness;
 mod maintenance;
 mod pace;
+mod supervise;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+use durable_jobs_store::{Claim, ClaimedJob};
+use parking_lot::Mutex;
 
 use crate::doorbell::Doorbell;
 use crate::queue::QueueInner;
 use crate::retry::{with_patience, Patience};
-use crate::{names, Error, Queue};
+use crate::signal::JobSignal;
+use crate::wait::Waitable;
+use crate::{Clock, Error};
 
+pub use builder::WorkerBuilder;
 pub(crate) use committer::Commit;
-use held::Held;
-pub(crate) use held::JobSignal;
+use held::{Held, ThreadSlot};
+use liveness::Liveness;
+use supervise::Health;
 
 /// The most worker threads one pool may have.
 pub const MAX_CONCURRENCY: usize = 1024;
+
+/// How long internal threads get to end at shutdown, after the handlers' time.
+const INTERNAL_STOP: Duration = Duration::from_secs(2);
+
+/// A claimed job on its way to a worker thread.
+pub(crate) type Dispatched = (ClaimedJob, Arc<JobSignal>);
 
 /// What every thread of one worker pool shares.
 #[derive(Debug)]
 pub(crate) struct WorkerShared {
     pub(crate) queue: Arc<QueueInner>,
     /// This incarnation's lease holder name: unique per started worker.
-    pub(crate) worker_id: String,
-    pub(crate) committer: Sender<Commit>,
+    pub(crate) worker_id: Arc<str>,
+    committer: Sender<Commit>,
     held: Held,
     doorbell: Arc<Doorbell>,
     queues: Vec<String>,
     lease: Duration,
     poll_interval: Duration,
+    /// How long after its timeout a handler that has not returned is abandoned.
+    timeout_grace: Duration,
     /// How many jobs to hold: running plus prefetched.
     pace: pace::Pace,
-    /// Set at shutdown: claim nothing more, start nothing more.
+    /// Set at shutdown or failure: claim nothing more, start nothing more.
     stopping: AtomicBool,
+    /// Set at shutdown: the heartbeat and maintenance threads end.
+    internal_stop: Arc<Waitable<bool>>,
+    health: Health,
+    pool: Pool,
+    liveness: Option<Liveness>,
 }
 
-/// Settings for a worker pool; [`start`](WorkerBuilder::start) runs it.
-///
-/// ```
-/// use std::time::Duration;
-/// use durable_jobs::{JobContext, MemoryStore, Queue};
-///
-/// let queue = Queue::new(MemoryStore::new());
-/// queue.register("noop", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(()))?;
-/// let worker = queue
-///     .worker()
-///     .concurrency(4)
-///     .queues(["default", "mail"])
-///     .lease(Duration::from_secs(30))
-///     .poll_interval(Duration::from_millis(200))
-///     .shutdown_timeout(Duration::from_secs(5))
-///     .start()?;
-/// worker.shutdown();
-/// # Ok::<(), durable_jobs::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "a worker builder does nothing until `start` is called"]
-pub struct WorkerBuilder {
-    queue: Queue,
+/// A worker thread: its name, its slot, its handle.
+type PoolThread = (String, Arc<ThreadSlot>, JoinHandle<()>);
+
+/// The worker threads, which the watchdog may add to.
+#[derive(Debug)]
+struct Pool {
     concurrency: usize,
-    prefetch: Option<usize>,
-    queues: Vec<String>,
-    lease: Duration,
-    poll_interval: Duration,
-    shutdown_timeout: Duration,
+    jobs: Receiver<Dispatched>,
+    threads: Mutex<Vec<PoolThread>>,
+    next: AtomicUsize,
+    /// Threads started to replace ones stuck in a handler.
+    replacements: AtomicUsize,
 }
 
-impl WorkerBuilder {
-    pub(crate) fn new(queue: Queue) -> Self {
-        WorkerBuilder {
-            queue,
-            concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            prefetch: None,
-            queues: vec![crate::options::DEFAULT_QUEUE.to_owned()],
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(500),
-            shutdown_timeout: Duration::from_secs(10),
-        }
+impl WorkerShared {
+    fn clock(&self) -> &dyn Clock {
+        &*self.queue.clock
     }
 
-    /// How many jobs run at once, each on its own thread (1 to 1024). Default: the number of
-    /// CPUs.
-    pub fn concurrency(mut self, threads: usize) -> Self {
-        self.concurrency = threads;
-        self
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
-    /// How many jobs may be claimed ahead of free threads, so threads never wait for a claim.
-    /// Default: adaptive, about two claims' worth of work (one job per thread for slow
-    /// handlers, up to 1024 for very fast ones). Prefetched jobs are leased to this worker.
-    pub fn prefetch(mut self, jobs: usize) -> Self {
-        self.prefetch = Some(jobs);
-        self
+    /// Stops claiming and starting jobs, and tells every held run.
+    fn stop_claiming(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.held.cancel_all();
+        self.doorbell.ring();
     }
 
-    /// The queues to claim from (default `["default"]`). Across queues, jobs are taken by
-    /// priority, then run time.
-    pub fn queues<I, S>(mut self, queues: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.queues = queues.into_iter().map(Into::into).collect();
-        self
+    /// Waits until `deadline` (the clock's monotonic time) or until the pool stops; `true` if
+    /// it stopped.
+    fn wait_stop(&self, deadline: Duration) -> bool {
+        let mut stop = self.internal_stop.lock();
+        self.internal_stop.wait_until(self.clock(), &mut stop, Some(deadline), |stop| *stop)
     }
 
-    /// How long a claim lasts without renewal (default 30 s, at least 100 ms). Renewed every
-    /// third of it while the job runs; a job whose worker died is reclaimed after it.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// How often to look for jobs enqueued by other processes (default 500 ms; jobs enqueued
-    /// through a clone of this queue wake the worker at once).
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
-        self
-    }
-
-    /// How long [`Worker::shutdown`] lets running jobs finish before releasing them (default
-    /// 10 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        let invalid = |option, reason: &str| Err(Error::InvalidOption { option, reason: reason.to_owned() });
-        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
-            return invalid("concurrency", "must be between 1 and 1024");
-        }
-        if self.prefetch.is_some_and(|p| p > MAX_CONCURRENCY * 4) {
-            return invalid("prefetch", "must be at most 4096");
-        }
-        if self.queues.is_empty() {
-            return invalid("queues", "a worker needs at least one queue");
-        }
-        for q in &self.queues {
-            names::validate("queue", q)?;
-        }
-        if self.lease < Duration::from_millis(100) || self.lease > Duration::from_secs(24 * 3600) {
-            return invalid("lease", "must be between 100 ms and 24 h");
-        }
-        if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(3600) {
-            return invalid("poll_interval", "must be greater than zero and at most 1 h");
-        }
-        if self.shutdown_timeout > Duration::from_secs(24 * 3600) {
-            return invalid("shutdown_timeout", "must be at most 24 h");
-        }
+    /// Starts one more worker thread.
+    fn spawn_executor(self: &Arc<Self>) -> Result<(), Error> {
+        let index = self.pool.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("dj-worker-{index}");
+        let slot = Arc::new(ThreadSlot::default());
+        let (jobs, s) = (self.pool.jobs.clone(), slot.clone());
+        let handle = supervise::spawn(name.clone(), self, move |shared| executor::run(shared, &jobs, &s))?;
+        self.pool.threads.lock().push((name, slot, handle));
         Ok(())
     }
 
-    /// Starts the pool: one dispatcher, `concurrency` worker threads, a committer and a
-    /// maintenance thread.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidOption`] / [`Error::InvalidName`] for bad settings, [`Error::Spawn`] if a
-    /// thread cannot be started.
-    pub fn start(self) -> Result<Worker, Error> {
-        self.validate()?;
-        let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
-        let pace = pace::Pace::new(self.concurrency, self.prefetch);
-        let channel_size = pace.max_capacity();
-        let shared = Arc::new(WorkerShared {
-            queue: self.queue.inner.clone(),
-            worker_id: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
-            committer: commit_tx,
-            held: Held::default(),
-            doorbell: Arc::new(Doorbell::default()),
-            queues: self.queues,
-            lease: self.lease,
-            poll_interval: self.poll_interval,
-            pace,
-            stopping: AtomicBool::new(false),
-        });
-        shared.queue.add_doorbell(&shared.doorbell);
-        let (maintenance_stop, maintenance_rx) = crossbeam_channel::bounded(1);
-        let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
-        let mut worker = Worker {
-            shared: shared.clone(),
-            committer: None,
-            maintenance: None,
-            dispatcher: None,
-            threads: Vec::new(),
-            exits: exit_rx,
-            maintenance_stop,
-            shutdown_timeout: self.shutdown_timeout,
-            stopped: false,
-        };
-        // On an error below, dropping `worker` shuts down what did start.
-        let s = shared.clone();
-        worker.committer = Some(spawn("dj-committer", move || committer::run(&s, &commit_rx))?);
-        let s = shared.clone();
-        worker.maintenance = Some(spawn("dj-maintenance", move || maintenance::run(&s, &maintenance_rx))?);
-        let (job_tx, job_rx) = crossbeam_channel::bounded(channel_size);
-        for i in 0..self.concurrency {
-            let (s, jobs, exit) = (shared.clone(), job_rx.clone(), exit_tx.clone());
-            let thread = spawn(&format!("dj-worker-{i}"), move || executor::run(&s, &jobs, (exit, i)))?;
-            worker.threads.push(thread);
+    /// Replaces a thread stuck in a handler, up to as many replacements as threads.
+    fn replace_stuck_thread(self: &Arc<Self>) {
+        let n = self.pool.replacements.fetch_add(1, Ordering::Relaxed);
+        if n >= self.pool.concurrency {
+            tracing::error!(stuck = n + 1, "too many threads stuck in handlers; the pool runs with fewer threads");
+        } else if let Err(e) = self.spawn_executor() {
+            tracing::error!(error = %e, "could not replace a thread stuck in a handler");
         }
-        let s = shared;
-        worker.dispatcher = Some(spawn("dj-dispatcher", move || dispatcher::run(&s, &job_tx))?);
-        Ok(worker)
     }
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
-    std::thread::Builder::new().name(name.to_owned()).spawn(f).map_err(Error::Spawn)
 }
 
 /// A running worker pool. Dropping it shuts it down like [`Worker::shutdown`].
 #[derive(Debug)]
-#[must_use = "dropping a worker shuts it down at once"]
+#[must_use = "dropping a worker shuts it down at once: bind it (`let worker = ...`) and call `shutdown`"]
 pub struct Worker {
     shared: Arc<WorkerShared>,
-    committer: Option<JoinHandle<()>>,
-    maintenance: Option<JoinHandle<()>>,
-    dispatcher: Option<JoinHandle<()>>,
-    threads: Vec<JoinHandle<()>>,
-    /// Worker threads send their index here as they end.
-    exits: Receiver<usize>,
-    maintenance_stop: Sender<()>,
+    /// The dispatcher, committer, heartbeat and maintenance threads.
+    internal: Vec<(String, JoinHandle<()>)>,
     shutdown_timeout: Duration,
+    started: Duration,
     stopped: bool,
 }
 
 /// What a shutdown did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
     /// Jobs handed back to the queue unfinished, without consuming an attempt.
@@ -257,6 +150,11 @@ pub struct ShutdownReport {
     /// Handlers still running when the shutdown timeout passed; they were told to stop
     /// (`is_cancelled()`), their jobs released, and their threads left to end on their own.
     pub abandoned: usize,
+    /// Threads abandoned earlier by the timeout watchdog (a handler that overran its timeout
+    /// and did not return), over the worker's life.
+    pub stuck: usize,
+    /// Why the pool failed, if an internal thread failed (see [`Worker::health`]).
+    pub failure: Option<String>,
 }
 
 impl Worker {
@@ -265,76 +163,111 @@ impl Worker {
         &self.shared.worker_id
     }
 
-    /// Stops gracefully: claims nothing more, lets running jobs finish within the shutdown
-    /// timeout, releases the jobs it still holds (without consuming an attempt), commits
-    /// everything queued, and joins its threads.
+    /// `Ok` while every thread of the pool works. After a panic in one of its internal threads
+    /// (the dispatcher, the committer, the heartbeat, the maintenance thread: a bug in the
+    /// engine or a store), the pool stops claiming and hands back the jobs it had not started,
+    /// and this returns [`Error::WorkerFailed`]; shut it down and start another.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerFailed`] naming the thread and the panic.
+    pub fn health(&self) -> Result<(), Error> {
+        self.shared.health.failure().map_or(Ok(()), Err)
+    }
+
+    /// Stops gracefully: claims nothing more, tells running handlers at once
+    /// (`is_cancelled()` turns true), lets them finish within the shutdown timeout, hands back
+    /// the jobs it still holds (without charging an attempt), commits every outcome, and joins
+    /// its threads. Bounded: the shutdown timeout plus a few seconds, even if a store call
+    /// hangs (threads stuck in one are left behind).
     pub fn shutdown(mut self) -> ShutdownReport {
         self.stop()
     }
 
     fn stop(&mut self) -> ShutdownReport {
+        let shared = self.shared.clone();
+        let report = |released, abandoned| ShutdownReport {
+            released,
+            abandoned,
+            stuck: shared.pool.replacements.load(Ordering::Relaxed),
+            failure: shared.health.failure().map(|e| e.to_string()),
+        };
         if self.stopped {
-            return ShutdownReport { released: 0, abandoned: 0 };
+            return report(0, 0);
         }
         self.stopped = true;
-        let shared = &self.shared;
-        shared.stopping.store(true, Ordering::Release);
-        shared.doorbell.ring();
-        if let Some(d) = self.dispatcher.take() {
-            let _ = d.join();
+        shared.stop_claiming();
+        let clock = shared.clock();
+        let deadline = clock.monotonic().saturating_add(self.shutdown_timeout);
+        // Handlers get until the deadline; threads stuck since the watchdog gave up on them
+        // are not waited for.
+        let mut waiting_for: Vec<String> = vec!["dj-dispatcher".to_owned()];
+        waiting_for
+            .extend(shared.pool.threads.lock().iter().filter(|(_, s, _)| !s.is_retired()).map(|(n, ..)| n.clone()));
+        let still_running = shared.health.wait_exits(clock, &waiting_for, deadline);
+        let abandoned = still_running.iter().filter(|n| n.starts_with("dj-worker-")).count();
+        // A job released while its handler still runs must not start again in this process
+        // before that handler returns.
+        let running = shared.held.running();
+        for claim in &running {
+            shared.queue.quarantine(claim.job);
         }
-        // Running handlers get until the deadline; queued jobs are not started.
-        let deadline = Instant::now() + self.shutdown_timeout;
-        let mut exited = vec![false; self.threads.len()];
-        while exited.contains(&false) {
-            match self.exits.recv_deadline(deadline) {
-                Ok(i) => exited[i] = true,
-                Err(_) => break,
-            }
+        let still = shared.held.running();
+        for claim in running.iter().filter(|c| !still.contains(c)) {
+            // Returned meanwhile (and may have told the queue before the quarantine).
+            shared.queue.handler_returned(claim.job);
         }
-        // Threads that said they exited are joined (they are ending); the others are stuck in a
-        // handler and left to end on their own.
-        let mut abandoned = 0;
-        for (t, done) in self.threads.drain(..).zip(exited) {
-            if done {
-                let _ = t.join();
-            } else {
-                abandoned += 1;
-            }
-        }
-        shared.held.cancel_all();
-        // Outcomes still queued in the committer belong to jobs no longer held: the release
-        // leaves them alone, and the committer writes them before it stops.
-        let released = release_held(shared);
-        let _ = self.maintenance_stop.send(());
-        if let Some(m) = self.maintenance.take() {
-            let _ = m.join();
-        }
+        let released = release(&shared, &shared.held.releasable());
+        shared.internal_stop.update(|stop| *stop = true);
         let _ = shared.committer.send(Commit::Stop);
-        if let Some(c) = self.committer.take() {
-            let _ = c.join();
+        let internal: Vec<String> = self.internal.iter().map(|(n, _)| n.clone()).collect();
+        let internal_deadline = clock.monotonic().saturating_add(INTERNAL_STOP);
+        let stuck = shared.health.wait_exits(clock, &internal, internal_deadline);
+        let mut threads: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut self.internal);
+        threads.extend(shared.pool.threads.lock().drain(..).map(|(n, _, h)| (n, h)));
+        for (name, handle) in threads {
+            // Threads that ended are joined; the others are stuck in a handler or a store call.
+            if !still_running.contains(&name) && !stuck.contains(&name) && handle.is_finished() {
+                let _ = handle.join();
+            }
         }
-        ShutdownReport { released, abandoned }
+        if !stuck.is_empty() {
+            tracing::warn!(?stuck, "worker threads still in a store call were left behind at shutdown");
+        }
+        report(released, abandoned)
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        if !self.stopped && self.shared.clock().monotonic().saturating_sub(self.started) < Duration::from_millis(100) {
+            tracing::warn!(
+                worker = %self.shared.worker_id,
+                "a worker was dropped right after it started (did you write `let _ = queue.worker().start()`? \
+                 bind it to a name instead)"
+            );
+        }
         self.stop();
     }
 }
 
-/// Hands every held job back to the queue. Returns how many the store released.
-fn release_held(shared: &WorkerShared) -> usize {
-    let ids = shared.held.ids();
-    if ids.is_empty() {
+/// Hands `claims` back to the queue without charging them. Returns how many the store
+/// released.
+fn release(shared: &WorkerShared, claims: &[Claim]) -> usize {
+    if claims.is_empty() {
         return 0;
     }
     let patience = Patience { budget: Duration::from_secs(1), max_pause: Duration::from_millis(200) };
-    let release = || shared.queue.store.release(&shared.worker_id, &ids, shared.queue.now());
-    with_patience("release", &patience, || true, release).unwrap_or_else(|e| {
+    let queue = &shared.queue;
+    let release = || queue.store.release(&shared.worker_id, claims, queue.now());
+    let released = with_patience(shared.clock(), "release", &patience, || true, release).unwrap_or_else(|e| {
         // Not released: their leases expire and the reaper of any worker reclaims them.
-        tracing::warn!(error = %e, jobs = ids.len(), "releasing held jobs failed");
+        tracing::warn!(error = %e, jobs = claims.len(), "releasing held jobs failed");
         0
-    })
+    });
+    for &claim in claims {
+        shared.held.remove(claim);
+    }
+    queue.notify_committed();
+    released
 }

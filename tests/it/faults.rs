@@ -102,7 +102,9 @@ fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
     }
     // The worker polls every 5 ms, so the numbered call comes even after the jobs are done.
     let fault_call = match fault {
-        Fault::FailOnce(n) | Fault::FailFrom(n) | Fault::ErrorAfterCommit(n) | Fault::HangAt(n) => n,
+        Fault::FailOnce(n) | Fault::FailFrom(n) | Fault::ErrorAfterCommit(n) | Fault::HangAt(n) | Fault::PanicAt(n) => {
+            n
+        }
     };
     while store.calls() <= fault_call && started.elapsed() < PATIENCE {
         std::thread::sleep(Duration::from_millis(5));

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use durable_jobs::{call, Error, JobContext, JobFilter, JobId, JobOptions, JobStatus, StatusCount};
+use durable_jobs::{call, CancelOutcome, Error, JobContext, JobFilter, JobId, JobOptions, JobStatus, RequeueOutcome};
 
 use crate::support::{finish, Backend, Ledger, PATIENCE};
 
@@ -58,11 +58,9 @@ pub fn list_counts_and_wait_timeout(db: &dyn Backend) {
     assert_eq!(names(JobFilter::new().name("a")), a);
     assert_eq!(names(JobFilter::new().queue("other")), vec![b]);
     assert_eq!(names(JobFilter::new().limit(2).offset(1)), vec![a[1], a[2]]);
-    let count = |queue: &str, status, count| StatusCount { queue: queue.into(), status, count };
-    assert_eq!(
-        queue.counts().unwrap(),
-        vec![count("default", JobStatus::Pending, 3), count("other", JobStatus::Pending, 1)]
-    );
+    let counts = queue.counts().unwrap();
+    assert_eq!((counts.queue("default").ready, counts.queue("other").ready, counts.name("b").ready), (3, 1, 1));
+    assert_eq!(counts.rows().count(), 2);
     let started = Instant::now();
     let err = queue.wait(b, Duration::from_millis(150)).unwrap_err();
     assert!(matches!(err, Error::WaitTimeout { status: JobStatus::Pending, .. }), "{err}");
@@ -73,10 +71,8 @@ pub fn list_counts_and_wait_timeout(db: &dyn Backend) {
     }
     worker.shutdown();
     assert_eq!(names(JobFilter::new().status(JobStatus::Completed)), a);
-    assert_eq!(
-        queue.counts().unwrap(),
-        vec![count("default", JobStatus::Completed, 3), count("other", JobStatus::Pending, 1)]
-    );
+    let counts = queue.counts().unwrap();
+    assert_eq!((counts.name("a").completed, counts.name("a").busy(), counts.name("b").ready), (3, 0, 1));
 }
 
 /// Past its timeout an attempt is cancelled: `is_cancelled` turns true, `deadline` is set, and
@@ -143,17 +139,17 @@ pub fn cancel_and_requeue(db: &dyn Backend) {
         .unwrap();
     let id = queue.enqueue("flow", &(), JobOptions::new()).unwrap();
     let later = queue.enqueue("flow", &(), JobOptions::new().delay(Duration::from_secs(3600))).unwrap();
-    assert!(queue.cancel(later).unwrap());
+    assert_eq!(queue.cancel(later).unwrap(), CancelOutcome::Cancelled);
     assert_eq!(queue.wait(later, PATIENCE).unwrap().status, JobStatus::Cancelled);
     let worker = queue.worker().concurrency(1).start().unwrap();
     assert_eq!(queue.wait(id, PATIENCE).unwrap().status, JobStatus::Failed);
-    assert!(!queue.requeue(JobId(id.0 + 1000)).unwrap());
+    assert_eq!(queue.requeue(JobId(id.0 + 1000)).unwrap(), RequeueOutcome::NotFound);
     fixed.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(queue.requeue(id).unwrap());
+    assert_eq!(queue.requeue(id).unwrap(), RequeueOutcome::Requeued);
     let info = queue.wait(id, PATIENCE).unwrap();
     worker.shutdown();
     assert_eq!((info.status, info.attempt), (JobStatus::Completed, 1), "{info:?}");
     assert_eq!(queue.result::<u32>(id).unwrap(), 8);
     assert_eq!(ledger.count("fetch"), 1, "the requeued workflow resumed after its checkpoint");
-    assert!(!queue.cancel(id).unwrap(), "a completed job is not cancelled");
+    assert_eq!(queue.cancel(id).unwrap(), CancelOutcome::Finished(JobStatus::Completed), "a completed job");
 }

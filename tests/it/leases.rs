@@ -104,8 +104,10 @@ pub fn expired_lease_is_taken_over_and_late_writes_refused(db: &dyn Backend) {
     assert_eq!(final_info.status, JobStatus::Completed, "the late writes changed nothing");
 }
 
-/// A job whose worker vanished (claimed, never renewed) is reclaimed by any worker's reaper,
-/// consuming the lost attempt; if it was the last, the job fails with a lease error.
+/// A job whose worker vanished (claimed, never renewed) is reclaimed by any worker's reaper.
+/// A run whose handler had started is charged (a job that kills its worker cannot loop
+/// forever: on its last attempt it fails with the reason); one that never started is not, and
+/// runs with its attempt given back.
 pub fn reaper_recovers_jobs_of_dead_workers(db: &dyn Backend) {
     let store = db.store();
     let queue = db.queue();
@@ -119,30 +121,27 @@ pub fn reaper_recovers_jobs_of_dead_workers(db: &dyn Backend) {
         .unwrap();
     let again = queue.enqueue("job", &(), JobOptions::new().retries(2)).unwrap();
     let last = queue.enqueue("job", &(), JobOptions::new().retries(1)).unwrap();
-    // A "dead" worker claims both with a short lease and disappears.
+    let prefetched = queue.enqueue("job", &(), JobOptions::new().retries(1)).unwrap();
+    // A "dead" worker claims all three with a short lease, starts two, and disappears.
     let now = Timestamp::now();
-    let claimed = store
-        .claim(&ClaimRequest {
-            worker: "dead".into(),
-            queues: vec!["default".into()],
-            names: vec!["job".into()],
-            limit: 10,
-            now,
-            lease_until: now.saturating_add(Duration::from_millis(200)),
-        })
-        .unwrap();
-    assert_eq!(claimed.len(), 2);
+    let req = ClaimRequest::new("dead", now, now.saturating_add(Duration::from_millis(200))).names(["job"]).limit(10);
+    let claimed = store.claim(&req).unwrap().jobs;
+    assert_eq!(claimed.len(), 3);
+    let starts: Vec<Write> = claimed[..2].iter().map(|c| Write::start(c.claim())).collect();
+    assert_eq!(store.commit("dead", now, &starts).unwrap(), vec![WriteOutcome::Applied; 2]);
     let worker = queue.worker().concurrency(1).lease(Duration::from_millis(400)).start().unwrap();
     let again = queue.wait(again, PATIENCE).unwrap();
     let last = queue.wait(last, PATIENCE).unwrap();
+    let prefetched = queue.wait(prefetched, PATIENCE).unwrap();
     worker.shutdown();
     assert_eq!((again.status, again.attempt), (JobStatus::Completed, 2), "{again:?}");
     assert_eq!(queue.result::<u32>(again.id).unwrap(), 2);
     assert_eq!((last.status, last.attempt), (JobStatus::Failed, 1), "{last:?}");
-    assert!(last.last_error.unwrap().contains("lost its lease"));
-    assert_eq!(ledger.count("run"), 1);
+    assert!(last.last_error.unwrap().contains("while the handler ran"));
+    assert_eq!((prefetched.status, prefetched.attempt), (JobStatus::Completed, 1), "never started: not charged");
+    assert_eq!(ledger.count("run"), 2);
     // The dead worker's writes are refused.
-    let late = store.commit("dead", Timestamp::now(), &[Write::Complete { job: again.id, result: b"0".to_vec() }]);
+    let late = store.commit("dead", Timestamp::now(), &[Write::complete(claimed[0].claim(), b"0".to_vec())]);
     assert_eq!(late.unwrap(), vec![WriteOutcome::LeaseLost]);
     assert_eq!(queue.result::<u32>(again.id).unwrap(), 2);
 }

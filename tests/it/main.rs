@@ -9,6 +9,7 @@ mod support;
 mod bad_input;
 mod clock;
 mod faults;
+mod hardening;
 mod inspection;
 mod leases;
 mod retries;

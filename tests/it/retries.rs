@@ -110,7 +110,8 @@ pub fn retry_after_sets_the_delay(db: &dyn Backend) {
     let id = queue.enqueue("forever", &(), JobOptions::new()).unwrap();
     let worker = queue.worker().concurrency(1).start().unwrap();
     let start = Instant::now();
-    while queue.job(id).unwrap().unwrap().attempt == 0 || queue.job(id).unwrap().unwrap().status != JobStatus::Pending {
+    while queue.job(id).unwrap().unwrap().attempt == 0 || queue.job(id).unwrap().unwrap().status != JobStatus::Scheduled
+    {
         assert!(start.elapsed() < PATIENCE, "{:?}", queue.job(id));
         std::thread::sleep(Duration::from_millis(5));
     }

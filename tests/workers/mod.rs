@@ -65,7 +65,7 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
     let d = dir.to_path_buf();
     let observer = store.clone();
     queue.register("step", move |ctx: &JobContext, n: u32| -> Result<u32, std::io::Error> {
-        let done = observer.checkpoints(ctx.id()).map_err(std::io::Error::other)?;
+        let done = observer.checkpoints(ctx.id(), 0, usize::MAX).map_err(std::io::Error::other)?;
         if done.iter().any(|c| c.index + 1 == n) {
             record(&d, &format!("rerun-after-commit {} s{n} {pid}", ctx.id()));
         }
@@ -137,8 +137,8 @@ fn arm_failpoint(dir: &Path) {
 
 /// Jobs that are finished, one way or another.
 pub fn completed(queue: &Queue) -> Result<usize, Error> {
-    let counts = queue.counts()?;
-    Ok(counts.iter().filter(|c| c.status.is_terminal()).map(|c| c.count as usize).sum())
+    let total = queue.counts()?.total();
+    Ok((total.completed + total.failed + total.cancelled) as usize)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ pub fn check(run: &Run, killed: &HashSet<u32>) -> Result<String, String> {
     }
     // A job that kills its process ends failed after its attempts, its payload kept.
     for p in &poison {
-        let lost = p.last_error.as_deref().is_some_and(|e| e.contains("lost its lease"));
+        let lost = p.last_error.as_deref().is_some_and(|e| e.contains("died while the handler ran"));
         if p.status != JobStatus::Failed || p.attempt != p.max_attempts || !lost || p.args != "null" {
             return Err(format!("poison job ended as {p:?}"));
         }

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
-use durable_jobs_store::{Checkpoint, JobId, JobRecord, JobStatus, RetryPolicy, StoreError, StoreErrorKind, Timestamp};
+use durable_jobs_store::{
+    Checkpoint, ClaimToken, JobId, JobRecord, JobStatus, RetryPolicy, StoreError, StoreErrorKind, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
-/// The layout of a stored job. Append fields only at the end, as `Option`s, to stay readable.
+/// The layout of a stored job (postcard is not self-describing: any change is a new format,
+/// with an upgrade in `upgrade.rs`).
 #[derive(Serialize, Deserialize)]
 struct StoredJob {
     id: i64,
@@ -29,6 +32,9 @@ struct StoredJob {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     updated_at: i64,
+    token: u64,
+    run_started: bool,
+    confirm_start: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +42,7 @@ struct StoredCheckpoint {
     name: String,
     ok: bool,
     value: Vec<u8>,
+    retryable: bool,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -69,6 +76,9 @@ pub(crate) fn encode_job(j: &JobRecord) -> Result<Vec<u8>, StoreError> {
         started_at: j.started_at.map(|t| t.0),
         finished_at: j.finished_at.map(|t| t.0),
         updated_at: j.updated_at.0,
+        token: j.token.0,
+        run_started: j.run_started,
+        confirm_start: j.confirm_start,
     };
     postcard::to_stdvec(&stored)
         .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode job: {e}")))
@@ -76,35 +86,45 @@ pub(crate) fn encode_job(j: &JobRecord) -> Result<Vec<u8>, StoreError> {
 
 pub(crate) fn decode_job(bytes: &[u8]) -> Result<JobRecord, StoreError> {
     let s: StoredJob = postcard::from_bytes(bytes).map_err(|e| corrupt("job record", &e))?;
-    let status: JobStatus = s
-        .status
+    let mut job = record(s.id, s.queue, s.name, s.args, &s.status, s.created_at)?;
+    job.priority = s.priority;
+    job.run_at = Timestamp(s.run_at);
+    job.attempt = s.attempt;
+    job.max_attempts = s.max_attempts;
+    job.unique_key = s.unique_key;
+    job.timeout = s.timeout_us.map(Duration::from_micros);
+    job.retry_policy = s
+        .backoff_us
+        .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) });
+    job.locked_by = s.locked_by;
+    job.lease_until = s.lease_until.map(Timestamp);
+    job.wake_at = s.wake_at.map(Timestamp);
+    job.last_error = s.last_error;
+    job.result = s.result;
+    job.started_at = s.started_at.map(Timestamp);
+    job.finished_at = s.finished_at.map(Timestamp);
+    job.updated_at = Timestamp(s.updated_at);
+    job.token = ClaimToken(s.token);
+    job.run_started = s.run_started;
+    job.confirm_start = s.confirm_start;
+    Ok(job)
+}
+
+/// A record with the fields every format has.
+pub(crate) fn record(
+    id: i64,
+    queue: String,
+    name: String,
+    args: Vec<u8>,
+    status: &str,
+    created_at: i64,
+) -> Result<JobRecord, StoreError> {
+    let status: JobStatus = status
         .parse()
-        .map_err(|e| StoreError::with_source(StoreErrorKind::Corrupt, format!("sled: job {}: bad status", s.id), e))?;
-    Ok(JobRecord {
-        id: JobId(s.id),
-        queue: s.queue,
-        name: s.name,
-        args: s.args,
-        status,
-        priority: s.priority,
-        run_at: Timestamp(s.run_at),
-        attempt: s.attempt,
-        max_attempts: s.max_attempts,
-        unique_key: s.unique_key,
-        timeout: s.timeout_us.map(Duration::from_micros),
-        retry_policy: s
-            .backoff_us
-            .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) }),
-        locked_by: s.locked_by,
-        lease_until: s.lease_until.map(Timestamp),
-        wake_at: s.wake_at.map(Timestamp),
-        last_error: s.last_error,
-        result: s.result,
-        created_at: Timestamp(s.created_at),
-        started_at: s.started_at.map(Timestamp),
-        finished_at: s.finished_at.map(Timestamp),
-        updated_at: Timestamp(s.updated_at),
-    })
+        .map_err(|e| StoreError::with_source(StoreErrorKind::Corrupt, format!("sled: job {id}: bad status"), e))?;
+    let mut job = JobRecord::new(JobId(id), queue, name, args, Timestamp(created_at));
+    job.status = status;
+    Ok(job)
 }
 
 pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Result<Vec<u8>, StoreError> {
@@ -112,12 +132,24 @@ pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Result<Vec<u8>, StoreError> {
         Ok(v) => (true, v.clone()),
         Err(e) => (false, e.as_bytes().to_vec()),
     };
-    postcard::to_stdvec(&StoredCheckpoint { name: c.name.clone(), ok, value })
+    postcard::to_stdvec(&StoredCheckpoint { name: c.name.clone(), ok, value, retryable: c.retryable })
         .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode checkpoint: {e}")))
 }
 
 pub(crate) fn decode_checkpoint(index: u32, bytes: &[u8]) -> Result<Checkpoint, StoreError> {
     let s: StoredCheckpoint = postcard::from_bytes(bytes).map_err(|e| corrupt("checkpoint", &e))?;
-    let outcome = if s.ok { Ok(s.value) } else { Err(String::from_utf8_lossy(&s.value).into_owned()) };
-    Ok(Checkpoint { index, name: s.name, outcome })
+    Ok(checkpoint(index, s.name, s.ok, s.value, s.retryable))
+}
+
+/// A checkpoint from its stored parts.
+pub(crate) fn checkpoint(index: u32, name: String, ok: bool, value: Vec<u8>, retryable: bool) -> Checkpoint {
+    if ok {
+        Checkpoint::value(index, name, value)
+    } else {
+        Checkpoint::error(index, name, String::from_utf8_lossy(&value), retryable)
+    }
+}
+
+pub(crate) fn corrupt_entry(what: &str, e: &postcard::Error) -> StoreError {
+    corrupt(what, e)
 }

@@ -7,6 +7,7 @@ pub(crate) fn id(id: JobId) -> [u8; 8] {
     id.0.to_be_bytes()
 }
 
+/// The id at the end of a key.
 pub(crate) fn id_from(bytes: &[u8]) -> Option<JobId> {
     Some(JobId(i64::from_be_bytes(bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?)))
 }
@@ -16,18 +17,36 @@ fn ordered_i64(v: i64) -> [u8; 8] {
     (v.cast_unsigned() ^ (1 << 63)).to_be_bytes()
 }
 
-/// The prefix of one queue's claim entries: the length, then the name (no separator needed).
-pub(crate) fn claim_prefix(queue: &str) -> Vec<u8> {
-    let len = u16::try_from(queue.len()).unwrap_or(u16::MAX);
-    let mut k = Vec::with_capacity(2 + queue.len() + 20);
+fn from_ordered(bytes: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = bytes.try_into().ok()?;
+    Some((u64::from_be_bytes(bytes) ^ (1 << 63)).cast_signed())
+}
+
+/// Appends a string with its length first, so that no string is a prefix of another's key.
+fn push_str(k: &mut Vec<u8>, s: &str) {
+    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
     k.extend_from_slice(&len.to_be_bytes());
-    k.extend_from_slice(queue.as_bytes());
+    k.extend_from_slice(s.as_bytes());
+}
+
+/// The prefix of one queue's entries in a queue-first index.
+pub(crate) fn queue_prefix(queue: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + queue.len() + 16);
+    push_str(&mut k, queue);
     k
 }
 
-/// A pending job in the claim index: queue, priority (descending), run time, id.
-pub(crate) fn claim(queue: &str, priority: i32, run_at: Timestamp, job: JobId) -> Vec<u8> {
-    let mut k = claim_prefix(queue);
+/// The prefix of one queue and name's entries in the ready index.
+pub(crate) fn ready_prefix(queue: &str, name: &str) -> Vec<u8> {
+    let mut k = queue_prefix(queue);
+    push_str(&mut k, name);
+    k
+}
+
+/// A pending job in the ready index: queue, name, priority (descending), run time, id. After
+/// the prefix, keys sort in claim order.
+pub(crate) fn ready(queue: &str, name: &str, priority: i32, run_at: Timestamp, job: JobId) -> Vec<u8> {
+    let mut k = ready_prefix(queue, name);
     // Inverted so that the highest priority sorts first.
     k.extend_from_slice(&(!(priority.cast_unsigned() ^ (1 << 31))).to_be_bytes());
     k.extend_from_slice(&ordered_i64(run_at.0));
@@ -35,13 +54,27 @@ pub(crate) fn claim(queue: &str, priority: i32, run_at: Timestamp, job: JobId) -
     k
 }
 
-/// The run time of a claim key (after its queue prefix of `prefix_len` bytes).
-pub(crate) fn claim_run_at(key: &[u8], prefix_len: usize) -> Option<Timestamp> {
-    let bytes: [u8; 8] = key.get(prefix_len + 4..prefix_len + 12)?.try_into().ok()?;
-    Some(Timestamp((u64::from_be_bytes(bytes) ^ (1 << 63)).cast_signed()))
+/// An entry of a queue's time index (scheduled jobs by `run_at`, waiting ones by `wake_at`).
+pub(crate) fn queue_timed(queue: &str, at: Timestamp, job: JobId) -> Vec<u8> {
+    let mut k = queue_prefix(queue);
+    k.extend_from_slice(&ordered_i64(at.0));
+    k.extend_from_slice(&id(job));
+    k
 }
 
-/// An entry of a time index (leases, wake-ups): time, then id.
+/// The first key of `queue`'s time index after every entry at or before `at`.
+pub(crate) fn queue_timed_upper(queue: &str, at: Timestamp) -> Vec<u8> {
+    let mut k = queue_prefix(queue);
+    k.extend_from_slice(&ordered_i64(at.0.saturating_add(1)));
+    k
+}
+
+/// The time of a queue time-index key whose queue prefix is `prefix_len` bytes long.
+pub(crate) fn queue_timed_at(key: &[u8], prefix_len: usize) -> Option<Timestamp> {
+    from_ordered(key.get(prefix_len..prefix_len + 8)?).map(Timestamp)
+}
+
+/// An entry of the lease index: lease expiry, then id.
 pub(crate) fn timed(at: Timestamp, job: JobId) -> [u8; 16] {
     let mut k = [0; 16];
     k[..8].copy_from_slice(&ordered_i64(at.0));
@@ -49,9 +82,35 @@ pub(crate) fn timed(at: Timestamp, job: JobId) -> [u8; 16] {
     k
 }
 
-/// The first key after every entry of a time index at or before `at`.
-pub(crate) fn timed_upper(at: Timestamp) -> [u8; 8] {
-    ordered_i64(at.0.saturating_add(1))
+/// The time of a lease-index key.
+pub(crate) fn timed_at(key: &[u8]) -> Option<Timestamp> {
+    from_ordered(key.get(..8)?).map(Timestamp)
+}
+
+/// An entry of the key index (every job with a unique key, by key then id); its value is the
+/// job's creation time.
+pub(crate) fn unique_key(key: &str, job: JobId) -> Vec<u8> {
+    let mut k = key_prefix(key);
+    k.extend_from_slice(&id(job));
+    k
+}
+
+/// The prefix of one unique key's entries in the key index.
+pub(crate) fn key_prefix(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + 8);
+    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// A timestamp as a value.
+pub(crate) fn time_value(at: Timestamp) -> [u8; 8] {
+    ordered_i64(at.0)
+}
+
+/// A timestamp value read back.
+pub(crate) fn time_from(bytes: &[u8]) -> Option<Timestamp> {
+    from_ordered(bytes).map(Timestamp)
 }
 
 /// A checkpoint: job, then step index.
@@ -67,14 +126,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn claim_keys_sort_by_priority_desc_then_run_at_then_id() {
-        let k = |p, r, i| claim("q", p, Timestamp(r), JobId(i));
+    fn ready_keys_sort_by_priority_desc_then_run_at_then_id() {
+        let k = |p, r, i| ready("q", "n", p, Timestamp(r), JobId(i));
         let mut keys =
             [k(0, 5, 1), k(7, 9, 2), k(-3, -1, 3), k(7, 2, 4), k(i32::MAX, 0, 5), k(i32::MIN, 0, 6), k(0, 5, 0)];
         keys.sort();
         let order: Vec<i64> = keys.iter().map(|k| id_from(k).unwrap().0).collect();
         assert_eq!(order, [5, 4, 2, 0, 1, 3, 6]);
-        assert_eq!(claim_run_at(&k(3, -42, 9), claim_prefix("q").len()), Some(Timestamp(-42)));
+        assert!(!ready("q", "ab", 0, Timestamp(0), JobId(1)).starts_with(&ready_prefix("q", "a")));
     }
 
     #[test]
@@ -83,7 +142,10 @@ mod tests {
         keys.sort_unstable();
         let order: Vec<i64> = keys.iter().map(|k| id_from(k).unwrap().0).collect();
         assert_eq!(order, [2, 0, 1]);
-        assert!(timed(Timestamp(10), JobId(i64::MAX)).as_slice() < timed_upper(Timestamp(10)).as_slice());
-        assert!(timed(Timestamp(11), JobId(0)).as_slice() >= timed_upper(Timestamp(10)).as_slice());
+        assert_eq!(timed_at(&timed(Timestamp(-42), JobId(9))), Some(Timestamp(-42)));
+        let q = queue_prefix("q").len();
+        assert_eq!(queue_timed_at(&queue_timed("q", Timestamp(-7), JobId(3)), q), Some(Timestamp(-7)));
+        assert!(queue_timed("q", Timestamp(10), JobId(i64::MAX)) < queue_timed_upper("q", Timestamp(10)));
+        assert!(queue_timed("q", Timestamp(11), JobId(0)) >= queue_timed_upper("q", Timestamp(10)));
     }
 }

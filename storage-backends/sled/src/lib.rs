@@ -49,6 +49,7 @@ mod open;
 mod options;
 mod store;
 mod tx;
+mod upgrade;
 
 pub use options::SledOptions;
 pub use store::SledStore;

@@ -12,13 +12,17 @@ use std::time::{Duration, Instant};
 use durable_jobs_store::{StoreError, StoreErrorKind};
 
 use crate::error::store_error;
-use crate::tx::MAX_ID_KEY;
+use crate::tx::{FORMAT, FORMAT_1, FORMAT_KEY, MAX_ID_KEY};
 use crate::{keys, SledOptions};
 
-/// The meta-tree key naming the layout of the other trees.
-pub(crate) const FORMAT_KEY: &[u8] = b"format";
-/// The layout this version reads and writes.
-pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/1";
+/// What [`open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// A new database, or one in the current format.
+    Current,
+    /// A database in format 1, to be upgraded.
+    Format1,
+}
 
 /// Beside the database: the highest job id at the last clean close (8 bytes, big-endian).
 const MARK_FILE: &str = "durable-jobs.mark";
@@ -61,7 +65,7 @@ enum Found {
 }
 
 /// Opens (creating if needed) the database in `path` and checks its format marker.
-pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> {
+pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Opened), StoreError> {
     let found = inspect(path)?;
     if matches!(found, Found::Nothing) {
         create_private_dir(path)?;
@@ -78,7 +82,8 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, Store
         check_mark(path, &db)?;
     }
     match db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read format marker", e))? {
-        Some(v) if v == FORMAT => Ok(db),
+        Some(v) if v == FORMAT => Ok((db, Opened::Current)),
+        Some(v) if v == FORMAT_1 => Ok((db, Opened::Format1)),
         Some(v) => Err(StoreError::new(
             StoreErrorKind::IncompatibleSchema,
             format!(
@@ -92,7 +97,7 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<sled::Db, Store
             let meta = db.open_tree("meta").map_err(|e| store_error("create meta tree", e))?;
             meta.insert(FORMAT_KEY, FORMAT).map_err(|e| store_error("write format marker", e))?;
             db.flush().map_err(|e| store_error("flush", e))?;
-            Ok(db)
+            Ok((db, Opened::Current))
         }
         None => Err(not_ours(path)),
     }
@@ -215,6 +220,7 @@ fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
     copy_dir(path, copy.path()).map_err(|e| io("copy for verification", e))?;
     let (tx, rx) = std::sync::mpsc::channel();
     let (copy_path, opts, original) = (copy.path().to_path_buf(), options.clone(), path.to_path_buf());
+    let copy_dir_path = copy_path.clone();
     std::thread::Builder::new()
         .name("dj-sled-verify".into())
         .spawn(move || {
@@ -230,6 +236,9 @@ fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
                 }
                 Ok(marker.is_some())
             });
+            // Deleted here, before the verdict, so that the copy goes however late the check
+            // ends, and is gone when the caller hears back.
+            drop(copy);
             let _ = tx.send(verdict);
         })
         .map_err(|e| io("start verification thread", e))?;
@@ -241,8 +250,9 @@ fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
             format!("{} (found on a copy; {} was not touched)", e.message(), path.display()),
         )),
         Err(_) => {
-            // The thread may never return; the copy is left for the OS temp cleanup.
-            std::mem::forget(copy);
+            // The check may never end: delete the copy now (files still open in the hung
+            // thread stay readable to it until it ends).
+            let _ = std::fs::remove_dir_all(&copy_dir_path);
             Err(StoreError::new(
                 StoreErrorKind::Corrupt,
                 format!(

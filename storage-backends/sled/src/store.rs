@@ -1,12 +1,15 @@
 //! `SledStore`: jobs, indexes and checkpoints as sled trees, written in multi-tree
 //! transactions and acknowledged after a shared flush.
 
+use std::cmp::Reverse;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    transition, Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed,
-    StatusCount, StatusCounter, Store, StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
+    JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StatusCounter, Store, StoreError,
+    Timestamp, Write, WriteOp, WriteOutcome,
 };
 use parking_lot::Mutex;
 use sled::transaction::Transactional;
@@ -14,8 +17,9 @@ use sled::Tree;
 
 use crate::error::{store_error, transaction_error};
 use crate::flush::GroupFlush;
+use crate::open::Opened;
 use crate::tx::{Tx, TxError, MAX_ID_KEY};
-use crate::{codec, keys, open, SledOptions};
+use crate::{codec, keys, open, upgrade, SledOptions};
 
 /// A [`Store`] in a sled 0.34 directory.
 ///
@@ -35,17 +39,29 @@ use crate::{codec, keys, open, SledOptions};
 /// ```
 pub struct SledStore {
     path: PathBuf,
+    /// The canonical path of the directory.
+    identity: String,
     db: sled::Db,
-    jobs: Tree,
-    claim: Tree,
-    lease: Tree,
-    wake: Tree,
-    unique: Tree,
-    checkpoints: Tree,
-    meta: Tree,
+    trees: Trees,
     write_lock: Mutex<()>,
     flush: GroupFlush,
 }
+
+/// The trees of one database (see [`Tx`] for what each holds).
+pub(crate) struct Trees {
+    pub(crate) jobs: Tree,
+    ready: Tree,
+    due: Tree,
+    lease: Tree,
+    wake: Tree,
+    unique: Tree,
+    keys: Tree,
+    pub(crate) checkpoints: Tree,
+    meta: Tree,
+}
+
+/// A candidate for a claim, in claim order.
+type Candidate = (Reverse<i32>, Timestamp, JobId);
 
 impl fmt::Debug for SledStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,7 +77,9 @@ impl SledStore {
     /// [`AlreadyOpen`](durable_jobs_store::StoreErrorKind::AlreadyOpen) if another process (or
     /// another `SledStore`) has it open; [`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt)
     /// if it is not a durable-jobs sled database or is damaged (it is then left untouched);
-    /// [`Io`](durable_jobs_store::StoreErrorKind::Io) if it cannot be read or created.
+    /// [`IncompatibleSchema`](durable_jobs_store::StoreErrorKind::IncompatibleSchema) if it was
+    /// written in a newer format; [`Io`](durable_jobs_store::StoreErrorKind::Io) if it cannot be
+    /// read or created. A database in an older format is upgraded in place.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         SledStore::open_with(path, SledOptions::default())
     }
@@ -73,21 +91,25 @@ impl SledStore {
     /// As [`SledStore::open`].
     pub fn open_with(path: impl AsRef<Path>, options: SledOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = open::open(&path, &options)?;
+        let (db, opened) = open::open(&path, &options)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| store_error("open tree", e));
-        Ok(SledStore {
+        let trees = Trees {
             jobs: tree("jobs")?,
-            claim: tree("claim")?,
+            ready: tree("ready")?,
+            due: tree("due")?,
             lease: tree("lease")?,
             wake: tree("wake")?,
             unique: tree("unique")?,
+            keys: tree("keys")?,
             checkpoints: tree("checkpoints")?,
             meta: tree("meta")?,
-            db,
-            path,
-            write_lock: Mutex::new(()),
-            flush: GroupFlush::default(),
-        })
+        };
+        let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
+        let store = SledStore { path, identity, db, trees, write_lock: Mutex::new(()), flush: GroupFlush::default() };
+        if opened == Opened::Format1 {
+            upgrade::from_v1(&store, Timestamp::now())?;
+        }
+        Ok(store)
     }
 
     /// The database directory.
@@ -95,12 +117,23 @@ impl SledStore {
         &self.path
     }
 
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.trees
+    }
+
     /// Runs `f` as one transaction over every tree while holding the write lock, then waits
     /// until a flush has made it durable. `f` may run more than once (sled retries conflicts).
-    fn write<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+    pub(crate) fn write<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        self.locked(|s| s.transact(what, f))
+    }
+
+    /// Runs `f` (reads, then transactions) holding the write lock, so that nothing changes
+    /// between what `f` reads outside its transactions and what they write; then waits until a
+    /// flush has made the writes durable.
+    fn locked<T>(&self, f: impl FnOnce(&Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let (out, seq) = {
             let _writer = self.write_lock.lock();
-            (self.transact(what, f)?, self.flush.committed())
+            (f(self)?, self.flush.committed())
         };
         self.flush.wait_durable(&self.db, seq)?;
         Ok(out)
@@ -108,108 +141,220 @@ impl SledStore {
 
     /// One transaction over every tree; the caller holds the write lock.
     fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
-        let trees = (&self.jobs, &self.claim, &self.lease, &self.wake, &self.unique, &self.checkpoints, &self.meta);
-        trees
-            .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
-                f(&Tx { jobs, claim, lease, wake, unique, checkpoints, meta })
-            })
-            .map_err(|e| transaction_error(what, e))
+        let t = &self.trees;
+        let all = (&t.jobs, &t.ready, &t.due, &t.lease, &t.wake, &t.unique, &t.keys, &t.checkpoints, &t.meta);
+        all.transaction(|(jobs, ready, due, lease, wake, unique, keys, checkpoints, meta)| {
+            f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, meta })
+        })
+        .map_err(|e| transaction_error(what, e))
     }
 
-    /// Ids and sort keys of up to `limit` ready jobs per queue, best first across queues.
-    fn candidates(&self, req: &ClaimRequest) -> Result<Vec<JobId>, StoreError> {
-        let mut found: Vec<(Vec<u8>, JobId)> = Vec::new();
-        for queue in &req.queues {
-            let prefix = keys::claim_prefix(queue);
-            let mut taken = 0;
-            for entry in self.claim.scan_prefix(&prefix) {
-                if taken == req.limit {
-                    break;
+    /// The live job holding `key`, read outside a transaction.
+    fn live_holder(&self, key: &str) -> Result<Option<JobId>, StoreError> {
+        let holder = self.trees.unique.get(key.as_bytes()).map_err(|e| store_error("read unique keys", e))?;
+        Ok(holder.and_then(|v| keys::id_from(&v)))
+    }
+
+    /// The newest job holding `key` created after `start`, read outside a transaction.
+    fn window_holder(&self, key: &str, start: Timestamp) -> Result<Option<JobId>, StoreError> {
+        for entry in self.trees.keys.scan_prefix(keys::key_prefix(key)).rev() {
+            let (k, created) = entry.map_err(|e| store_error("scan unique keys", e))?;
+            if keys::time_from(&created).is_some_and(|c| c > start) {
+                return Ok(keys::id_from(&k));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ids of the scheduled and waiting jobs of the requested queues that are due.
+    fn due_jobs(&self, req: &ClaimRequest) -> Result<Vec<JobId>, StoreError> {
+        let mut ids = Vec::new();
+        for queue in dedup(&req.queues) {
+            let from = keys::queue_prefix(queue);
+            let to = keys::queue_timed_upper(queue, req.now);
+            for tree in [&self.trees.due, &self.trees.wake] {
+                for entry in tree.range(from.clone()..to.clone()) {
+                    let (k, _) = entry.map_err(|e| store_error("scan due jobs", e))?;
+                    ids.extend(keys::id_from(&k));
                 }
-                let (key, name) = entry.map_err(|e| store_error("scan claim index", e))?;
-                let ready = keys::claim_run_at(&key, prefix.len()).is_some_and(|at| at <= req.now);
-                if ready && req.names.iter().any(|n| n.as_bytes() == &*name) {
-                    if let Some(id) = keys::id_from(&key) {
-                        // Without the queue prefix the key sorts by priority, run time, id.
-                        found.push((key[prefix.len()..].to_vec(), id));
-                        taken += 1;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The heads of the ready ranges of every requested queue and name, not excluded.
+    fn ready_candidates(&self, req: &ClaimRequest) -> Result<Vec<Candidate>, StoreError> {
+        let per_range = req.limit.saturating_add(req.exclude.len());
+        let mut found = Vec::new();
+        for queue in dedup(&req.queues) {
+            for name in dedup(&req.names) {
+                for entry in self.trees.ready.scan_prefix(keys::ready_prefix(queue, name)).take(per_range) {
+                    let (k, _) = entry.map_err(|e| store_error("scan ready jobs", e))?;
+                    let Some(id) = keys::id_from(&k) else { continue };
+                    if !req.exclude.contains(&id) {
+                        if let Some(job) = self.get(id)? {
+                            found.push(transition::claim_order(&job));
+                        }
                     }
                 }
             }
         }
-        found.sort();
-        Ok(found.into_iter().take(req.limit).map(|(_, id)| id).collect())
+        Ok(found)
+    }
+
+    /// The earliest due time among the scheduled and waiting jobs of the requested queues.
+    fn next_due(&self, req: &ClaimRequest) -> Result<Option<Timestamp>, StoreError> {
+        let mut next = None;
+        for queue in dedup(&req.queues) {
+            let prefix = keys::queue_prefix(queue);
+            for tree in [&self.trees.due, &self.trees.wake] {
+                if let Some(entry) = tree.scan_prefix(&prefix).next() {
+                    let (k, _) = entry.map_err(|e| store_error("scan due jobs", e))?;
+                    if let Some(at) = keys::queue_timed_at(&k, prefix.len()) {
+                        next = Some(next.map_or(at, |n: Timestamp| n.min(at)));
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// The runs `req` recovers, in lease order.
+    fn lost_runs(&self, req: &ReclaimRequest) -> Result<Vec<JobId>, StoreError> {
+        let mut lost = Vec::new();
+        for entry in &self.trees.lease {
+            if lost.len() == req.limit {
+                break;
+            }
+            let (k, _) = entry.map_err(|e| store_error("scan leases", e))?;
+            let (Some(id), Some(until)) = (keys::id_from(&k), keys::timed_at(&k)) else { continue };
+            if until < req.now {
+                lost.push(id);
+            } else if req.dead_workers.is_empty() {
+                break;
+            } else if self.get(id)?.is_some_and(|j| transition::is_reclaimable(&j, req)) {
+                lost.push(id);
+            }
+        }
+        Ok(lost)
     }
 }
 
+fn dedup(items: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = items.iter().map(String::as_str).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 impl Store for SledStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().durable(true)
+    }
+
+    fn local_identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        // Ids are taken outside the transaction, which may run more than once; sled never
-        // hands out an id twice (a crash may skip some).
-        let ids = jobs
-            .iter()
-            .map(|_| self.db.generate_id().map(|n| JobId(n.cast_signed().saturating_add(1))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| store_error("generate id", e))?;
-        self.write("enqueue", |tx| {
+        self.locked(|s| {
+            // Decided under the write lock, outside the transaction (which may run more than
+            // once): which jobs are duplicates, and the ids of the others, drawn in insertion
+            // order only for jobs that are inserted.
             let mut out = Vec::with_capacity(jobs.len());
-            for (new, &id) in jobs.iter().zip(&ids) {
-                if let Some(holder) = new.unique_key.as_deref().map(|k| tx.live_holder(k)).transpose()?.flatten() {
-                    out.push(Enqueued::Duplicate(holder));
-                    continue;
+            let mut keys_taken: Vec<(&str, JobId)> = Vec::new();
+            for new in jobs {
+                if let Some(key) = new.unique_key.as_deref() {
+                    let in_batch = keys_taken.iter().find(|(k, _)| *k == key).map(|(_, id)| *id);
+                    let holder = match in_batch.or(s.live_holder(key)?) {
+                        Some(id) => Some(id),
+                        None => transition::window_start(new)
+                            .map(|start| s.window_holder(key, start))
+                            .transpose()?
+                            .flatten(),
+                    };
+                    if let Some(holder) = holder {
+                        out.push(Enqueued::Duplicate(holder));
+                        continue;
+                    }
                 }
-                tx.save(None, &transition::new_record(id, new))?;
-                tx.raise_max_id(id)?;
+                let id = s.db.generate_id().map_err(|e| store_error("generate id", e))?;
+                let id = JobId(id.cast_signed().saturating_add(1));
+                if let Some(key) = new.unique_key.as_deref() {
+                    keys_taken.push((key, id));
+                }
                 out.push(Enqueued::New(id));
             }
+            s.transact("enqueue", |tx| {
+                for (new, outcome) in jobs.iter().zip(&out) {
+                    if let Enqueued::New(id) = *outcome {
+                        tx.save(None, &transition::new_record(id, new))?;
+                        tx.raise_max_id(id)?;
+                    }
+                }
+                Ok(())
+            })?;
             Ok(out)
         })
     }
 
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+    fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
         if req.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claimed::default());
         }
-        // Scanned outside the transaction (sled transactions cannot scan) but under the write
-        // lock, so nothing changes between the scan and the claim.
-        let writer = self.write_lock.lock();
-        let ids = self.candidates(req)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Checkpoints cannot change under the write lock, so they are looked up outside the
-        // transaction (which cannot scan).
-        let resumed: Vec<JobId> =
-            ids.iter().copied().filter(|id| self.checkpoints.scan_prefix(keys::id(*id)).next().is_some()).collect();
-        let claimed = self.transact("claim", |tx| {
-            let mut claimed = Vec::with_capacity(ids.len());
-            for &id in &ids {
-                let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
-                let mut job = old.clone();
-                claimed.push(transition::claim(&mut job, req, resumed.contains(&id)));
-                tx.save(Some(&old), &job)?;
+        self.locked(|s| {
+            let due = s.due_jobs(req)?;
+            let mut candidates = s.ready_candidates(req)?;
+            for &id in &due {
+                if let Some(mut job) = s.get(id)? {
+                    if transition::promote(&mut job, req) && transition::is_ready(&job, req) {
+                        candidates.push(transition::claim_order(&job));
+                    }
+                }
             }
-            Ok(claimed)
-        })?;
-        let seq = self.flush.committed();
-        drop(writer);
-        self.flush.wait_durable(&self.db, seq)?;
-        Ok(claimed)
+            candidates.sort_unstable();
+            candidates.dedup();
+            let chosen: Vec<JobId> = candidates.into_iter().take(req.limit).map(|(_, _, id)| id).collect();
+            let resumed: Vec<JobId> = chosen
+                .iter()
+                .copied()
+                .filter(|id| s.trees.checkpoints.scan_prefix(keys::id(*id)).next().is_some())
+                .collect();
+            let jobs = s.transact("claim", |tx| {
+                for &id in &due {
+                    let Some(old) = tx.job(id)? else { continue };
+                    let mut job = old.clone();
+                    if transition::promote(&mut job, req) {
+                        tx.save(Some(&old), &job)?;
+                    }
+                }
+                let mut claimed = Vec::with_capacity(chosen.len());
+                for &id in &chosen {
+                    let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
+                    let mut job = old.clone();
+                    claimed.push(transition::claim(&mut job, req, resumed.contains(&id)));
+                    tx.save(Some(&old), &job)?;
+                }
+                Ok(claimed)
+            })?;
+            let next_due = if jobs.len() < req.limit { s.next_due(req)? } else { None };
+            Ok(Claimed::new(jobs, next_due))
+        })
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
         self.write("commit", |tx| {
             let mut out = Vec::with_capacity(writes.len());
             for write in writes {
-                let Some(old) = tx.fenced(write.job(), worker)? else {
+                let Some(old) = tx.fenced(write.claim, worker)? else {
                     out.push(WriteOutcome::LeaseLost);
                     continue;
                 };
                 let mut job = old.clone();
-                transition::apply(&mut job, write, now);
+                transition::apply(&mut job, &write.op, now);
                 tx.save(Some(&old), &job)?;
-                if let Write::Checkpoint { job, checkpoint } = write {
-                    tx.put_checkpoint(*job, checkpoint)?;
+                if let WriteOp::Checkpoint(checkpoint) = &write.op {
+                    tx.put_checkpoint(write.claim.job, checkpoint)?;
                 }
                 out.push(WriteOutcome::Applied);
             }
@@ -217,28 +362,28 @@ impl Store for SledStore {
         })
     }
 
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
         self.write("renew", |tx| {
             let mut lost = Vec::new();
-            for &id in jobs {
-                match tx.fenced(id, worker)? {
+            for &claim in claims {
+                match tx.fenced(claim, worker)? {
                     Some(old) => {
                         let mut job = old.clone();
                         job.lease_until = Some(lease_until);
                         tx.save(Some(&old), &job)?;
                     }
-                    None => lost.push(id),
+                    None => lost.push(claim),
                 }
             }
             Ok(lost)
         })
     }
 
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
+    fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
         self.write("release", |tx| {
             let mut released = 0;
-            for &id in jobs {
-                if let Some(old) = tx.fenced(id, worker)? {
+            for &claim in claims {
+                if let Some(old) = tx.fenced(claim, worker)? {
                     let mut job = old.clone();
                     transition::release(&mut job, now);
                     tx.save(Some(&old), &job)?;
@@ -249,73 +394,69 @@ impl Store for SledStore {
         })
     }
 
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-        let expired = timed_ids(&self.lease, Timestamp(now.0.saturating_sub(1)))?;
-        if expired.is_empty() {
+    fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError> {
+        let lost = self.lost_runs(req)?;
+        if lost.is_empty() {
             return Ok(Reclaimed::default());
         }
-        self.write("reclaim expired leases", |tx| {
-            let mut out = Reclaimed::default();
-            for &id in &expired {
-                let Some(old) = tx.job(id)?.filter(|j| transition::is_expired(j, now)) else { continue };
-                let mut job = old.clone();
-                if transition::reclaim(&mut job, now) {
-                    out.failed.push(id);
-                } else {
-                    out.requeued.push(id);
+        self.locked(|s| {
+            let lost = s.lost_runs(req)?;
+            s.transact("reclaim lost runs", |tx| {
+                let mut out = Reclaimed::default();
+                for &id in &lost {
+                    let Some(old) = tx.job(id)?.filter(|j| transition::is_reclaimable(j, req)) else { continue };
+                    let mut job = old.clone();
+                    let outcome = match transition::reclaim(&mut job, req) {
+                        Recovery::Requeued => &mut out.requeued,
+                        Recovery::Failed => &mut out.failed,
+                        Recovery::Released => &mut out.released,
+                    };
+                    outcome.push(id);
+                    tx.save(Some(&old), &job)?;
                 }
-                tx.save(Some(&old), &job)?;
-            }
-            Ok(out)
+                Ok(out)
+            })
         })
     }
 
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let due = timed_ids(&self.wake, now)?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        self.write("wake due jobs", |tx| {
-            let mut woken = 0;
-            for &id in &due {
-                let Some(old) = tx.job(id)?.filter(|j| transition::is_due(j, now)) else { continue };
-                let mut job = old.clone();
-                transition::wake(&mut job, now);
-                tx.save(Some(&old), &job)?;
-                woken += 1;
-            }
-            Ok(woken)
-        })
-    }
-
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         self.write("cancel", |tx| {
-            let Some(old) = tx.job(job)?.filter(transition::is_cancellable) else { return Ok(false) };
-            let mut record = old.clone();
-            transition::cancel(&mut record, now);
-            tx.save(Some(&old), &record)?;
-            Ok(true)
+            let Some(old) = tx.job(job)? else { return Ok(CancelOutcome::NotFound) };
+            let outcome = transition::cancel_outcome(&old);
+            if outcome == CancelOutcome::Cancelled {
+                let mut record = old.clone();
+                transition::cancel(&mut record, now);
+                tx.save(Some(&old), &record)?;
+            }
+            Ok(outcome)
         })
     }
 
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.write("requeue", |tx| {
-            let Some(old) = tx.job(job)?.filter(transition::is_requeueable) else { return Ok(false) };
+            let Some(old) = tx.job(job)? else { return Ok(RequeueOutcome::NotFound) };
+            match old.status {
+                JobStatus::Completed => return Ok(RequeueOutcome::Completed),
+                s if !transition::is_requeueable(&old) => return Ok(RequeueOutcome::NotFinished(s)),
+                _ => {}
+            }
             if let Some(key) = &old.unique_key {
-                if tx.live_holder(key)?.is_some_and(|holder| holder != job) {
-                    return Ok(false);
+                if let Some(holder) = tx.live_holder(key)?.filter(|holder| *holder != job) {
+                    return Ok(RequeueOutcome::KeyTaken(holder));
                 }
             }
             let mut record = old.clone();
             transition::requeue(&mut record, now);
             tx.save(Some(&old), &record)?;
-            Ok(true)
+            Ok(RequeueOutcome::Requeued)
         })
     }
 
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
-        self.checkpoints
-            .scan_prefix(keys::id(job))
+    fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.trees
+            .checkpoints
+            .range(keys::checkpoint(job, from)..=keys::checkpoint(job, u32::MAX))
+            .take(limit)
             .map(|entry| {
                 let (key, value) = entry.map_err(|e| store_error("read checkpoints", e))?;
                 let index = key.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
@@ -325,16 +466,17 @@ impl Store for SledStore {
     }
 
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
-        match self.jobs.get(keys::id(job)).map_err(|e| store_error("get job", e))? {
+        match self.trees.jobs.get(keys::id(job)).map_err(|e| store_error("get job", e))? {
             Some(bytes) => codec::decode_job(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let from = filter.after.map_or(0, |a| a.0.saturating_add(1)).max(0);
         let mut out = Vec::new();
         let mut skipped = 0;
-        for job in decode_all(self.jobs.iter()) {
+        for job in decode_all(self.trees.jobs.range(keys::id(JobId(from))..)) {
             if out.len() == filter.limit {
                 break;
             }
@@ -351,10 +493,10 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+    fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError> {
         // Streamed: one record decoded at a time, whatever the table's size.
-        let mut counter = StatusCounter::default();
-        for job in decode_all(self.jobs.iter()) {
+        let mut counter = StatusCounter::new(now);
+        for job in decode_all(self.trees.jobs.iter()) {
             counter.add(&job?);
         }
         Ok(counter.finish())
@@ -367,7 +509,7 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         let _writer = self.write_lock.lock();
         if self.db.flush().is_ok() {
-            if let Ok(Some(max)) = self.meta.get(MAX_ID_KEY) {
+            if let Ok(Some(max)) = self.trees.meta.get(MAX_ID_KEY) {
                 open::write_mark(&self.path, &max);
             }
         }
@@ -378,12 +520,4 @@ fn decode_all(
     iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
 ) -> impl Iterator<Item = Result<JobRecord, StoreError>> {
     iter.map(|entry| entry.map_err(|e| store_error("scan jobs", e)).and_then(|(_, v)| codec::decode_job(&v)))
-}
-
-/// The ids in a time index with a time at or before `at`.
-fn timed_ids(tree: &Tree, at: Timestamp) -> Result<Vec<JobId>, StoreError> {
-    tree.range(..keys::timed_upper(at))
-        .map(|entry| entry.map(|(k, _)| keys::id_from(&k)).map_err(|e| store_error("scan time index", e)))
-        .filter_map(Result::transpose)
-        .collect()
 }

@@ -1,12 +1,18 @@
 //! One transaction over every tree, with the index upkeep every job change needs.
 
-use durable_jobs_store::{Checkpoint, JobId, JobRecord, JobStatus, StoreError};
+use durable_jobs_store::{transition, Checkpoint, Claim, JobId, JobRecord, JobStatus, StoreError};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::{codec, keys};
 
 /// The meta-tree key of the highest job id ever inserted.
 pub(crate) const MAX_ID_KEY: &[u8] = b"max_id";
+/// The meta-tree key naming the layout of the other trees.
+pub(crate) const FORMAT_KEY: &[u8] = b"format";
+/// The layout this version reads and writes.
+pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/2";
+/// The first layout (one claim index per queue; no claim tokens), upgraded on open.
+pub(crate) const FORMAT_1: &[u8] = b"durable-jobs-sled/1";
 
 /// An error inside a transaction closure.
 pub(crate) type TxError = ConflictableTransactionError<StoreError>;
@@ -14,10 +20,18 @@ pub(crate) type TxError = ConflictableTransactionError<StoreError>;
 /// The trees of one database, inside one transaction.
 pub(crate) struct Tx<'a> {
     pub(crate) jobs: &'a TransactionalTree,
-    pub(crate) claim: &'a TransactionalTree,
+    /// Pending jobs by queue, name and claim order.
+    pub(crate) ready: &'a TransactionalTree,
+    /// Scheduled jobs by queue and `run_at`.
+    pub(crate) due: &'a TransactionalTree,
+    /// Running jobs by lease expiry.
     pub(crate) lease: &'a TransactionalTree,
+    /// Waiting jobs with a wake time, by queue and `wake_at`.
     pub(crate) wake: &'a TransactionalTree,
+    /// Unique key → the live job holding it.
     pub(crate) unique: &'a TransactionalTree,
+    /// Every job with a unique key, by key and id → its creation time (for unique windows).
+    pub(crate) keys: &'a TransactionalTree,
     pub(crate) checkpoints: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
 }
@@ -34,37 +48,45 @@ impl Tx<'_> {
         }
     }
 
-    /// The job if `worker` holds its lease.
-    pub(crate) fn fenced(&self, id: JobId, worker: &str) -> Result<Option<JobRecord>, TxError> {
-        Ok(self.job(id)?.filter(|j| j.status == JobStatus::Running && j.locked_by.as_deref() == Some(worker)))
+    /// The job if run `claim` of `worker` holds its lease.
+    pub(crate) fn fenced(&self, claim: Claim, worker: &str) -> Result<Option<JobRecord>, TxError> {
+        Ok(self.job(claim.job)?.filter(|j| transition::holds(j, worker, claim)))
     }
 
+    /// The live job holding unique key `key`.
     pub(crate) fn live_holder(&self, key: &str) -> Result<Option<JobId>, TxError> {
         Ok(self.unique.get(key.as_bytes())?.and_then(|v| keys::id_from(&v)))
     }
 
     /// Writes `new`, moving its index entries from where `old` had them.
     pub(crate) fn save(&self, old: Option<&JobRecord>, new: &JobRecord) -> Result<(), TxError> {
-        if let Some(old) = old {
-            self.unindex(old)?;
+        match old {
+            Some(old) => self.unindex(old)?,
+            None => {
+                if let Some(key) = &new.unique_key {
+                    self.keys.insert(keys::unique_key(key, new.id), &keys::time_value(new.created_at))?;
+                }
+            }
         }
         self.index(new)?;
         self.jobs.insert(&keys::id(new.id), codec::encode_job(new).map_err(abort)?)?;
         Ok(())
     }
 
-    fn index(&self, j: &JobRecord) -> Result<(), TxError> {
+    /// The index entry a job has in its status, as (tree, key).
+    fn entry<'t>(&'t self, j: &JobRecord) -> Option<(&'t TransactionalTree, Vec<u8>)> {
         match (j.status, j.lease_until, j.wake_at) {
-            (JobStatus::Pending, ..) => {
-                self.claim.insert(keys::claim(&j.queue, j.priority, j.run_at, j.id), j.name.as_bytes())?;
-            }
-            (JobStatus::Running, Some(until), _) => {
-                self.lease.insert(&keys::timed(until, j.id), &[])?;
-            }
-            (JobStatus::Waiting, _, Some(at)) => {
-                self.wake.insert(&keys::timed(at, j.id), &[])?;
-            }
-            _ => {}
+            (JobStatus::Pending, ..) => Some((self.ready, keys::ready(&j.queue, &j.name, j.priority, j.run_at, j.id))),
+            (JobStatus::Scheduled, ..) => Some((self.due, keys::queue_timed(&j.queue, j.run_at, j.id))),
+            (JobStatus::Running, Some(until), _) => Some((self.lease, keys::timed(until, j.id).to_vec())),
+            (JobStatus::Waiting, _, Some(at)) => Some((self.wake, keys::queue_timed(&j.queue, at, j.id))),
+            _ => None,
+        }
+    }
+
+    fn index(&self, j: &JobRecord) -> Result<(), TxError> {
+        if let Some((tree, key)) = self.entry(j) {
+            tree.insert(key, &[])?;
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.insert(key.as_bytes(), &keys::id(j.id))?;
@@ -73,17 +95,8 @@ impl Tx<'_> {
     }
 
     fn unindex(&self, j: &JobRecord) -> Result<(), TxError> {
-        match (j.status, j.lease_until, j.wake_at) {
-            (JobStatus::Pending, ..) => {
-                self.claim.remove(keys::claim(&j.queue, j.priority, j.run_at, j.id))?;
-            }
-            (JobStatus::Running, Some(until), _) => {
-                self.lease.remove(&keys::timed(until, j.id))?;
-            }
-            (JobStatus::Waiting, _, Some(at)) => {
-                self.wake.remove(&keys::timed(at, j.id))?;
-            }
-            _ => {}
+        if let Some((tree, key)) = self.entry(j) {
+            tree.remove(key)?;
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.remove(key.as_bytes())?;
@@ -102,6 +115,12 @@ impl Tx<'_> {
 
     pub(crate) fn put_checkpoint(&self, job: JobId, c: &Checkpoint) -> Result<(), TxError> {
         self.checkpoints.insert(&keys::checkpoint(job, c.index), codec::encode_checkpoint(c).map_err(abort)?)?;
+        Ok(())
+    }
+
+    /// Marks the database as being in the current format.
+    pub(crate) fn set_format(&self) -> Result<(), sled::transaction::UnabortableTransactionError> {
+        self.meta.insert(FORMAT_KEY, FORMAT)?;
         Ok(())
     }
 }

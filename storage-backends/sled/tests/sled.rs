@@ -152,3 +152,67 @@ fn a_truncated_log_is_refused_without_verification_too() {
         Err(e) => assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}"),
     }
 }
+
+/// A directory written by the release with format 1 opens, is upgraded in place (claim tokens,
+/// scheduled jobs, new indexes) and its jobs run to the end.
+#[test]
+fn a_format_1_database_is_upgraded_in_place_and_finishes_its_jobs() {
+    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
+    use durable_jobs_store::{
+        ClaimRequest, Enqueued, JobId, JobStatus, ReclaimRequest, Timestamp, Write, WriteOutcome,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs");
+    std::fs::create_dir_all(path.join("blobs")).unwrap();
+    for file in ["db", "conf", "durable-jobs.mark"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1").join(file),
+            path.join(file),
+        )
+        .unwrap();
+    }
+    let store = SledStore::open_with(&path, options()).unwrap();
+    let status = |id: i64| store.get(JobId(id)).unwrap().unwrap().status;
+    let before: Vec<JobStatus> = (1..=8).map(status).collect();
+    assert_eq!(before, [Completed, Failed, Cancelled, Running, Pending, Scheduled, Waiting, Pending]);
+    assert_eq!(store.checkpoints(JobId(4), 0, 10).unwrap().len(), 3);
+    assert_eq!(store.checkpoints(JobId(4), 2, 10).unwrap()[0].outcome, Err("declined".to_owned()));
+    let dup = store.enqueue(&[job("a").unique_key("order-7")]).unwrap();
+    assert_eq!(dup, vec![Enqueued::Duplicate(JobId(8))], "the unique index is rebuilt");
+    let now = Timestamp::now();
+    assert_eq!(store.reclaim(&ReclaimRequest::new(now, 10)).unwrap().released, vec![JobId(4)]);
+    let names = ["running-cp", "pending", "waiting", "uniq"];
+    let lease = now.saturating_add(Duration::from_secs(30));
+    let claimed = store.claim(&ClaimRequest::new("new", now, lease).names(names).limit(10)).unwrap().jobs;
+    let mut seen: Vec<(i64, u64, bool)> = claimed.iter().map(|c| (c.id.0, c.token.0, c.resumed)).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![(4, 1, true), (5, 1, false), (7, 1, false), (8, 1, false)]);
+    let writes: Vec<Write> = claimed.iter().map(|c| Write::complete(c.claim(), b"1".to_vec())).collect();
+    assert_eq!(store.commit("new", now, &writes).unwrap(), vec![WriteOutcome::Applied; 4]);
+    let fresh = insert(&store, &[job("a")])[0];
+    assert!(fresh > JobId(8), "ids continue after the upgrade: {fresh}");
+    drop(store);
+    let store = SledStore::open_with(&path, options()).unwrap();
+    assert_eq!(store.get(JobId(7)).unwrap().unwrap().status, JobStatus::Completed, "the upgrade is durable");
+}
+
+/// A verification that runs out of time leaves no copy beside the database (it is deleted at
+/// once, and again when the check ends, if sled recreated it meanwhile).
+#[test]
+fn a_timed_out_verification_leaves_no_copy_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_with_jobs(dir.path());
+    let hurried = SledOptions::new().open_timeout(Duration::from_nanos(1));
+    let err = SledStore::open_with(&path, hurried).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("did not open within"), "{err}");
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while leftovers() != ["jobs"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(leftovers(), ["jobs"], "the verification copy is removed");
+    assert_eq!(SledStore::open_with(&path, options()).unwrap().list(&JobFilter::new().limit(1000)).unwrap().len(), 500);
+}

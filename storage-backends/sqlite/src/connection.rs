@@ -27,21 +27,25 @@ pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Opens one connection with the store's pragmas. The writer also switches the file to WAL.
+/// Switches the file to WAL mode (persistent: the first change the store makes to a file).
+pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).context("enable WAL")?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("sqlite: {} refused WAL mode (journal_mode is {mode})", path.display()),
+        ))
+    }
+}
+
+/// Opens one connection with the store's pragmas (changing nothing in the file).
 pub(crate) fn open_connection(path: &Path, options: &SqliteOptions, writer: bool) -> Result<Connection, StoreError> {
     // No SQLITE_OPEN_URI: a path is always a file name, never parsed as a URI with options.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).context("open")?;
     conn.busy_timeout(options.busy_timeout).context("set busy timeout")?;
-    if writer {
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).context("enable WAL")?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::new(
-                StoreErrorKind::Other,
-                format!("sqlite: {} refused WAL mode (journal_mode is {mode})", path.display()),
-            ));
-        }
-    }
     conn.pragma_update(None, "synchronous", options.durability.pragma()).context("set synchronous")?;
     if let (true, Some(bytes)) = (writer, options.max_size) {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).context("read page size")?;

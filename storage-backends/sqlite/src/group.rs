@@ -82,7 +82,9 @@ where
 {
     fn run(self: Box<Self>, conn: &Connection) -> (Deliver, Option<StoreError>) {
         let QueuedWrite { what, op, reply } = *self;
+        let mut unanswered = Unanswered(Some(reply.clone()));
         let result = in_savepoint(conn, op).map_err(|e| store_error(what, e));
+        unanswered.0 = None;
         let own_error = result.as_ref().err().map(copy);
         let deliver: Deliver = Box::new(move |failed: Option<&StoreError>| {
             let out = match (failed, result) {
@@ -102,6 +104,20 @@ where
 
     fn lead(&self) {
         self.reply.send(Reply::Lead);
+    }
+}
+
+/// Answers a write whose own code panicked, as the panic unwinds (its batch is failed by
+/// [`Batch`]'s drop), so that its writer does not wait forever.
+struct Unanswered<T>(Option<Arc<Mailbox<Reply<T>>>>);
+
+impl<T> Drop for Unanswered<T> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            let e =
+                StoreError::new(StoreErrorKind::Other, "sqlite: this write panicked; its transaction was rolled back");
+            reply.send(Reply::Done(Err(e)));
+        }
     }
 }
 
@@ -181,45 +197,62 @@ impl GroupWriter {
     }
 
     /// Runs one batch of queued writes, then hands the lead to the next queued writer, or
-    /// stops leading if none waits.
+    /// stops leading if none waits. Also if a write panics: the others are failed, not left
+    /// waiting, and the lead goes on.
     fn lead(&self) {
+        let _hand_on = HandOn(self);
         let conn = self.conn.lock();
-        let batch: Vec<Box<dyn Queued>> = {
+        let todo: VecDeque<Box<dyn Queued>> = {
             let mut waiting = self.waiting.lock();
             let n = waiting.writes.len().min(MAX_BATCH);
             waiting.writes.drain(..n).collect()
         };
-        self.run_batch(&conn, batch);
-        drop(conn);
-        let mut waiting = self.waiting.lock();
+        if !todo.is_empty() {
+            self.transactions.fetch_add(1, Ordering::Relaxed);
+            Batch { conn: &conn, todo, delivers: Vec::new(), done: false }.run();
+        }
+    }
+}
+
+/// Hands the lead to the next queued writer, or stops leading, when the leader is done (or
+/// unwinds from a panic).
+struct HandOn<'a>(&'a GroupWriter);
+
+impl Drop for HandOn<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.0.waiting.lock();
         match waiting.writes.front() {
             Some(next) => next.lead(),
             None => waiting.leading = false,
         }
     }
+}
 
-    /// Runs `batch` in one transaction and delivers the results.
-    fn run_batch(&self, conn: &Connection, batch: Vec<Box<dyn Queued>>) {
-        if batch.is_empty() {
-            return;
-        }
-        self.transactions.fetch_add(1, Ordering::Relaxed);
+/// One transaction's writes: those still to run, and those run and waiting for the outcome.
+/// Dropped unfinished (a write panicked), it rolls back and fails them all.
+struct Batch<'a> {
+    conn: &'a Connection,
+    todo: VecDeque<Box<dyn Queued>>,
+    delivers: Vec<Deliver>,
+    done: bool,
+}
+
+impl Batch<'_> {
+    /// Runs the writes in one transaction and delivers the results.
+    fn run(mut self) {
+        let conn = self.conn;
         if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-            let e = store_error("begin", e);
-            for write in batch {
-                write.fail(&e);
-            }
+            self.fail_all(&store_error("begin", e));
             return;
         }
-        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let mut lost: Option<StoreError> = None;
-        for write in batch {
+        while let Some(write) = self.todo.pop_front() {
             if let Some(e) = &lost {
                 write.fail(e);
                 continue;
             }
             let (deliver, error) = write.run(conn);
-            delivers.push(deliver);
+            self.delivers.push(deliver);
             // Some errors (full, I/O, busy) make SQLite roll the whole transaction back; the
             // rest of the batch must not run outside it.
             if conn.is_autocommit() {
@@ -235,9 +268,34 @@ impl GroupWriter {
                 store_error("commit", e)
             }),
         };
-        for deliver in delivers {
+        self.done = true;
+        for deliver in self.delivers.drain(..) {
             deliver(failed.as_ref());
         }
+    }
+
+    fn fail_all(&mut self, e: &StoreError) {
+        self.done = true;
+        for write in self.todo.drain(..) {
+            write.fail(e);
+        }
+        for deliver in self.delivers.drain(..) {
+            deliver(Some(e));
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if !self.conn.is_autocommit() {
+            let _ = exec(self.conn, "ROLLBACK");
+        }
+        let e =
+            StoreError::new(StoreErrorKind::Other, "sqlite: a write in this transaction panicked; it was rolled back");
+        self.fail_all(&e);
     }
 }
 
@@ -277,5 +335,51 @@ mod tests {
         let rows: i64 = conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 4);
         assert!(conn.is_autocommit(), "the transaction is closed");
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    /// Issue 9: a write that panics inside a shared transaction must not wedge the writer: the
+    /// other writes of its batch get an error (their transaction was rolled back), the lead
+    /// goes on, and later writes work.
+    #[test]
+    fn a_panicking_write_fails_its_batch_and_hands_the_lead_on() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let writer = Arc::new(GroupWriter::new(conn));
+        writer.waiting.lock().leading = true;
+        let threads: Vec<_> = (0..3i64)
+            .map(|i| {
+                let w = writer.clone();
+                std::thread::spawn(move || {
+                    w.write("insert", move |c| {
+                        assert!(i != 1, "a bug in a write");
+                        c.execute("INSERT INTO t VALUES (?1)", [i])
+                    })
+                })
+            })
+            .collect();
+        while writer.waiting.lock().writes.len() < 3 {
+            std::thread::yield_now();
+        }
+        let leader = {
+            let w = writer.clone();
+            std::thread::spawn(move || w.lead())
+        };
+        assert!(leader.join().is_err(), "the panic reaches the leading thread");
+        let results: Vec<_> = threads.into_iter().map(std::thread::JoinHandle::join).collect();
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(Err(e)) => assert!(e.message().contains("panicked"), "write {i}: {e}"),
+                other => panic!("write {i}: expected an error, got {other:?}"),
+            }
+        }
+        assert!(!writer.waiting.lock().leading, "nobody leads after the panic");
+        assert_eq!(writer.write("insert", |c| c.execute("INSERT INTO t VALUES (9)", [])).unwrap(), 1);
+        let rows: i64 = writer.conn.lock().query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1, "the panicked batch was rolled back");
     }
 }

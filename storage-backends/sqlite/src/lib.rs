@@ -26,6 +26,7 @@
 //!   wait.
 //! - The store never deletes the `-wal` or `-shm` files and never touches the file outside SQLite.
 
+mod claim;
 mod connection;
 mod error;
 mod group;

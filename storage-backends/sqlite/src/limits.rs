@@ -8,11 +8,11 @@ use std::time::Instant;
 use durable_jobs_store::StoreError;
 use rusqlite::{params, Connection};
 
-use crate::connection::{create_private_file, open_connection};
+use crate::connection::{create_private_file, enable_wal, open_connection};
 use crate::error::Context;
 use crate::{schema, SqliteOptions};
 
-const INSERT: &str = "INSERT INTO jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
+const INSERT: &str = "INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
                        created_at, updated_at)
      VALUES ('default', 'bench', ?1, 'pending', 0, ?2, 0, 3, ?2, ?2)";
 
@@ -23,6 +23,7 @@ pub const ARGS: &str =
 fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     create_private_file(path)?;
     let mut conn = open_connection(path, options, true)?;
+    enable_wal(&conn, path)?;
     schema::migrate(&mut conn, 0)?;
     Ok(conn)
 }
@@ -67,10 +68,10 @@ pub fn claim_complete(path: &Path, options: &SqliteOptions, batch: usize, total:
         let ids: Vec<i64> = {
             let mut claim = tx
                 .prepare_cached(
-                    "UPDATE jobs SET status = 'running', attempt = attempt + 1, locked_by = 'raw', lease_until = 1,
+                    "UPDATE dj_jobs SET status = 'running', attempt = attempt + 1, locked_by = 'raw', lease_until = 1,
                                      started_at = 1, updated_at = 1
-                     WHERE id IN (SELECT id FROM jobs WHERE queue = 'default' AND status = 'pending' AND run_at <= ?1
-                                  ORDER BY priority DESC, run_at, id LIMIT ?2)
+                     WHERE id IN (SELECT id FROM dj_jobs WHERE status = 'pending' AND queue = 'default' AND name = 'bench'
+                                  AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2)
                      RETURNING id, args",
                 )
                 .context("prepare claim")?;
@@ -85,7 +86,7 @@ pub fn claim_complete(path: &Path, options: &SqliteOptions, batch: usize, total:
         {
             let mut complete = tx
                 .prepare_cached(
-                    "UPDATE jobs SET status = 'completed', result = 'null', locked_by = NULL, lease_until = NULL,
+                    "UPDATE dj_jobs SET status = 'completed', result = 'null', locked_by = NULL, lease_until = NULL,
                                      finished_at = 2, updated_at = 2
                      WHERE id = ?1 AND status = 'running' AND locked_by = 'raw'",
                 )
@@ -109,7 +110,7 @@ pub fn fill_finished(path: &Path, options: &SqliteOptions, finished: u64) -> Res
     let conn = open(path, options)?;
     conn.execute_batch(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {finished})
-         INSERT INTO jobs (queue, name, args, status, priority, run_at, attempt, max_attempts, result,
+         INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts, result,
                            created_at, started_at, finished_at, updated_at)
          SELECT 'default', 'bench', '{ARGS}', 'completed', 0, i, 1, 3, 'null', i, i, i, i FROM n"
     ))

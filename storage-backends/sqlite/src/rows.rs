@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use durable_jobs_store::{JobRecord, JobStatus, RetryPolicy, Timestamp};
+use durable_jobs_store::{ClaimToken, JobId, JobRecord, JobStatus, RetryPolicy, Timestamp};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Row, ToSql};
 
@@ -54,32 +54,46 @@ pub(crate) fn count(n: i64) -> u32 {
 /// The columns [`job_record`] reads, in order.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, name, args, status, priority, run_at, attempt, max_attempts, \
      unique_key, timeout_us, backoff_base_us, backoff_max_us, locked_by, lease_until, wake_at, last_error, \
-     result, created_at, started_at, finished_at, updated_at";
+     result, created_at, started_at, finished_at, updated_at, token, run_started, confirm_start";
 
 pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let ts = |i| r.get::<_, i64>(i).map(Timestamp);
     let opt_ts = |i| r.get::<_, Option<i64>>(i).map(|t| t.map(Timestamp));
-    Ok(JobRecord {
-        id: durable_jobs_store::JobId(r.get(0)?),
-        queue: r.get(1)?,
-        name: r.get(2)?,
-        args: r.get::<_, Bytes>(3)?.0,
-        status: r.get::<_, Status>(4)?.0,
-        priority: r.get(5)?,
-        run_at: ts(6)?,
-        attempt: count(r.get(7)?),
-        max_attempts: count(r.get(8)?),
-        unique_key: r.get(9)?,
-        timeout: duration(r.get(10)?),
-        retry_policy: retry_policy(r.get(11)?, r.get(12)?),
-        locked_by: r.get(13)?,
-        lease_until: opt_ts(14)?,
-        wake_at: opt_ts(15)?,
-        last_error: r.get(16)?,
-        result: r.get::<_, Option<Bytes>>(17)?.map(|b| b.0),
-        created_at: ts(18)?,
-        started_at: opt_ts(19)?,
-        finished_at: opt_ts(20)?,
-        updated_at: ts(21)?,
-    })
+    let mut job = JobRecord::new(
+        JobId(r.get(0)?),
+        r.get::<_, String>(1)?,
+        r.get::<_, String>(2)?,
+        r.get::<_, Bytes>(3)?.0,
+        ts(18)?,
+    );
+    job.status = r.get::<_, Status>(4)?.0;
+    job.priority = r.get(5)?;
+    job.run_at = ts(6)?;
+    job.attempt = count(r.get(7)?);
+    job.max_attempts = count(r.get(8)?);
+    job.unique_key = r.get(9)?;
+    job.timeout = duration(r.get(10)?);
+    job.retry_policy = retry_policy(r.get(11)?, r.get(12)?);
+    job.locked_by = r.get(13)?;
+    job.lease_until = opt_ts(14)?;
+    job.wake_at = opt_ts(15)?;
+    job.last_error = r.get(16)?;
+    job.result = r.get::<_, Option<Bytes>>(17)?.map(|b| b.0);
+    job.started_at = opt_ts(19)?;
+    job.finished_at = opt_ts(20)?;
+    job.updated_at = ts(21)?;
+    job.token = token(r.get(22)?);
+    job.run_started = r.get(23)?;
+    job.confirm_start = r.get(24)?;
+    Ok(job)
+}
+
+/// A stored claim token (never negative).
+pub(crate) fn token(n: i64) -> ClaimToken {
+    ClaimToken(n.max(0).unsigned_abs())
+}
+
+/// A claim token as stored.
+pub(crate) fn token_value(t: ClaimToken) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
 }

@@ -1,15 +1,18 @@
-//! Numbered migrations and the schema-version table.
+//! The schema: what a fresh database gets, numbered upgrades of older ones, and the check that
+//! refuses a database whose tables would collide with ours before anything is changed.
 
 use durable_jobs_store::{StoreError, StoreErrorKind};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::Context;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit one
-/// that has shipped.
-const MIGRATIONS: &[&str] = &[
-    // 1: jobs and checkpoints.
-    "CREATE TABLE jobs (
+/// The schema version this library writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The tables and indexes of the current schema. Every name starts with `dj_`, so the store can
+/// share a database file with an application's own tables.
+const CURRENT: &str = "
+    CREATE TABLE dj_jobs (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
         queue           TEXT    NOT NULL,
         name            TEXT    NOT NULL,
@@ -31,63 +34,149 @@ const MIGRATIONS: &[&str] = &[
         created_at      INTEGER NOT NULL,
         started_at      INTEGER,
         finished_at     INTEGER,
-        updated_at      INTEGER NOT NULL
+        updated_at      INTEGER NOT NULL,
+        token           INTEGER NOT NULL DEFAULT 0,
+        run_started     INTEGER NOT NULL DEFAULT 0,
+        confirm_start   INTEGER NOT NULL DEFAULT 0
     );
-    -- The claim scan: equality on queue and status, then the ORDER BY of the claim. The
-    -- direction must match (priority DESC) or SQLite sorts the whole priority group per claim.
-    CREATE INDEX jobs_claim ON jobs (queue, status, priority DESC, run_at);
-    CREATE INDEX jobs_lease ON jobs (lease_until) WHERE status = 'running';
-    CREATE INDEX jobs_wake ON jobs (wake_at) WHERE status = 'waiting';
-    CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key)
-        WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'waiting', 'paused');
-    CREATE TABLE checkpoints (
+    CREATE TABLE dj_checkpoints (
         job_id     INTEGER NOT NULL,
         idx        INTEGER NOT NULL,
         name       TEXT    NOT NULL,
         ok         INTEGER NOT NULL,
         value      TEXT    NOT NULL,
         created_at INTEGER NOT NULL,
+        retryable  INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (job_id, idx)
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;";
+
+/// The indexes of the current schema (also built by the upgrade from version 1).
+const INDEXES: &str = "
+    -- The claim: ready jobs of one queue and name in claim order, so that neither future jobs
+    -- nor jobs of names the worker cannot run lie in front of the ones it can. The direction
+    -- must match (priority DESC) or SQLite sorts the whole group on every claim.
+    CREATE INDEX dj_jobs_ready ON dj_jobs (queue, name, priority DESC, run_at) WHERE status = 'pending';
+    CREATE INDEX dj_jobs_due ON dj_jobs (queue, run_at) WHERE status = 'scheduled';
+    CREATE INDEX dj_jobs_wake ON dj_jobs (queue, wake_at) WHERE status = 'waiting' AND wake_at IS NOT NULL;
+    CREATE INDEX dj_jobs_lease ON dj_jobs (lease_until) WHERE status = 'running';
+    CREATE UNIQUE INDEX dj_jobs_unique ON dj_jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'running', 'waiting', 'paused');
+    CREATE INDEX dj_jobs_key ON dj_jobs (unique_key, created_at) WHERE unique_key IS NOT NULL;";
+
+/// Version 1 (tables `jobs`, `checkpoints`, `durable_jobs_schema`) to 2. `?1` is now.
+const V1_TO_V2: &str = "
+    ALTER TABLE durable_jobs_schema RENAME TO dj_schema;
+    DROP INDEX jobs_claim;
+    DROP INDEX jobs_lease;
+    DROP INDEX jobs_wake;
+    DROP INDEX jobs_unique;
+    ALTER TABLE jobs RENAME TO dj_jobs;
+    ALTER TABLE checkpoints RENAME TO dj_checkpoints;
+    ALTER TABLE dj_jobs ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dj_jobs ADD COLUMN run_started INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dj_jobs ADD COLUMN confirm_start INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dj_checkpoints ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;";
+
+/// Names this library creates; a database that has one without being ours is refused.
+const OUR_NAMES: &[&str] = &[
+    "dj_schema",
+    "dj_jobs",
+    "dj_checkpoints",
+    "dj_jobs_ready",
+    "dj_jobs_due",
+    "dj_jobs_wake",
+    "dj_jobs_lease",
+    "dj_jobs_unique",
+    "dj_jobs_key",
 ];
 
-/// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// What a database holds before the store touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// None of our tables: the schema will be created.
+    Fresh,
+    /// Our tables at this version.
+    Version(i64),
+}
 
-/// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
-///
-/// Fails with [`StoreErrorKind::IncompatibleSchema`] if the database is newer, changing nothing.
+/// Reads (never writes) what the database holds, refusing one whose tables collide with ours
+/// or whose schema is newer than this library.
+pub(crate) fn inspect(conn: &Connection) -> Result<Found, StoreError> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .context("read the schema")?;
+    let has = |name: &str| names.iter().any(|n| n == name);
+    let version_table = if has("dj_schema") {
+        "dj_schema"
+    } else if has("durable_jobs_schema") {
+        if let Some(clash) = ["dj_jobs", "dj_checkpoints"].into_iter().find(|n| has(n)) {
+            return Err(conflict(clash));
+        }
+        "durable_jobs_schema"
+    } else {
+        return match OUR_NAMES.iter().find(|n| has(n)) {
+            Some(clash) => Err(conflict(clash)),
+            None => Ok(Found::Fresh),
+        };
+    };
+    let version = read_version(conn, version_table)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::IncompatibleSchema,
+            format!(
+                "the database has schema version {version}, newer than the {SCHEMA_VERSION} this version of \
+                 durable-jobs-sqlite understands; upgrade the library"
+            ),
+        ));
+    }
+    Ok(Found::Version(version))
+}
+
+fn read_version(conn: &Connection, table: &str) -> Result<i64, StoreError> {
+    let version = conn
+        .query_row(&format!("SELECT MAX(version) FROM {table}"), [], |r| r.get::<_, Option<i64>>(0))
+        .optional()
+        .context("read the schema version")?;
+    Ok(version.flatten().unwrap_or(0))
+}
+
+fn conflict(name: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::IncompatibleSchema,
+        format!(
+            "the database already has a {name:?} that durable-jobs did not create; nothing was changed (durable-jobs \
+             keeps its tables under the dj_ prefix: rename yours, or use another database file)"
+        ),
+    )
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] in one transaction, inspecting it again under the
+/// write lock (another process may have created or upgraded it meanwhile).
 pub(crate) fn migrate(conn: &mut Connection, now_us: i64) -> Result<(), StoreError> {
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("begin migration")?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS durable_jobs_schema (
-                version    INTEGER PRIMARY KEY,
-                applied_at INTEGER NOT NULL
-            );",
-        )
-        .context("create schema table")?;
-        let current: i64 = tx
-            .query_row("SELECT MAX(version) FROM durable_jobs_schema", [], |r| r.get::<_, Option<i64>>(0))
-            .optional()
-            .context("read schema version")?
-            .flatten()
-            .unwrap_or(0);
-        if current > SCHEMA_VERSION {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("begin migration")?;
+    match inspect(&tx)? {
+        Found::Version(SCHEMA_VERSION) => return Ok(()),
+        Found::Fresh => {
+            tx.execute_batch(CURRENT).context("create tables")?;
+            tx.execute_batch(INDEXES).context("create indexes")?;
+            tx.execute_batch("CREATE TABLE dj_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+                .context("create schema table")?;
+        }
+        Found::Version(1) => {
+            tx.execute_batch(V1_TO_V2).context("upgrade schema 1 to 2")?;
+            tx.execute("UPDATE dj_jobs SET status = 'scheduled' WHERE status = 'pending' AND run_at > ?1", [now_us])
+                .context("upgrade schema 1 to 2: schedule future jobs")?;
+            tx.execute_batch(INDEXES).context("upgrade schema 1 to 2: indexes")?;
+        }
+        Found::Version(other) => {
             return Err(StoreError::new(
                 StoreErrorKind::IncompatibleSchema,
-                format!(
-                    "the database has schema version {current}, newer than the {SCHEMA_VERSION} this version of \
-                     durable-jobs-sqlite understands; upgrade the library"
-                ),
+                format!("the database has schema version {other}, which this version cannot upgrade"),
             ));
         }
-        let Some(sql) = MIGRATIONS.get(current as usize) else {
-            return Ok(());
-        };
-        tx.execute_batch(sql).context("apply migration")?;
-        tx.execute("INSERT INTO durable_jobs_schema (version, applied_at) VALUES (?1, ?2)", (current + 1, now_us))
-            .context("record migration")?;
-        tx.commit().context("commit migration")?;
     }
+    tx.execute("INSERT INTO dj_schema (version, applied_at) VALUES (?1, ?2)", (SCHEMA_VERSION, now_us))
+        .context("record the schema version")?;
+    tx.commit().context("commit migration")
 }

@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use durable_jobs_store::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
-    StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use crate::connection::{check_header, create_private_file, open_connection, quick_check};
+use crate::connection::{check_header, create_private_file, enable_wal, open_connection, quick_check};
 use crate::error::Context;
 use crate::group::GroupWriter;
-use crate::{jobs, schema, writes, SqliteOptions};
+use crate::{claim, jobs, schema, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
 ///
@@ -35,6 +35,8 @@ use crate::{jobs, schema, writes, SqliteOptions};
 /// ```
 pub struct SqliteStore {
     path: PathBuf,
+    /// The canonical path: the same for every process here that opens this file.
+    identity: String,
     writer: GroupWriter,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -56,7 +58,9 @@ impl SqliteStore {
     ///
     /// A [`StoreError`] if the file cannot be created or opened, is not a SQLite database
     /// ([`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt)), or has a schema newer than this
-    /// library ([`IncompatibleSchema`](durable_jobs_store::StoreErrorKind::IncompatibleSchema)).
+    /// library or tables named like ours that it did not create
+    /// ([`IncompatibleSchema`](durable_jobs_store::StoreErrorKind::IncompatibleSchema); the file
+    /// is then left unchanged). A database of an older schema is upgraded in place.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         SqliteStore::open_with(path, SqliteOptions::default())
     }
@@ -74,12 +78,16 @@ impl SqliteStore {
         }
         create_private_file(&path)?;
         let mut writer = open_connection(&path, &options, true)?;
+        // Refuse colliding tables or a newer schema before the first change to the file.
+        schema::inspect(&writer)?;
+        enable_wal(&writer, &path)?;
         schema::migrate(&mut writer, Timestamp::now().0)?;
         let writer = GroupWriter::new(writer);
         let readers = (0..options.readers)
             .map(|_| open_connection(&path, &options, false).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        Ok(SqliteStore { path, writer, readers, next_reader: AtomicUsize::new(0) })
+        let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
+        Ok(SqliteStore { path, identity, writer, readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// The database file.
@@ -121,14 +129,28 @@ impl Store for SqliteStore {
     // Writes go through the group writer, which may run them on another thread's transaction:
     // their inputs are owned copies.
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().multi_process(true).durable(true)
+    }
+
+    fn local_identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let jobs = jobs.to_vec();
         self.writer.write("enqueue", move |c| jobs::enqueue(c, &jobs))
     }
 
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+    fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+        // An idle worker's claims only read.
+        if !self.read("look for work", |c| claim::has_work(c, req))? {
+            let next_due =
+                if req.limit == 0 { None } else { self.read("find the next due job", |c| claim::next_due(c, req))? };
+            return Ok(Claimed::new(Vec::new(), next_due));
+        }
         let req = req.clone();
-        self.writer.write("claim", move |c| jobs::claim(c, &req))
+        self.writer.write("claim", move |c| claim::claim(c, &req))
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
@@ -136,40 +158,34 @@ impl Store for SqliteStore {
         self.writer.write("commit", move |c| writes::commit(c, &worker, now, &writes))
     }
 
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
-        let (worker, jobs) = (worker.to_owned(), jobs.to_vec());
-        self.writer.write("renew", move |c| writes::renew(c, &worker, &jobs, lease_until))
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+        let (worker, claims) = (worker.to_owned(), claims.to_vec());
+        self.writer.write("renew", move |c| writes::renew(c, &worker, &claims, lease_until))
     }
 
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
-        let (worker, jobs) = (worker.to_owned(), jobs.to_vec());
-        self.writer.write("release", move |c| writes::release(c, &worker, &jobs, now))
+    fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
+        let (worker, claims) = (worker.to_owned(), claims.to_vec());
+        self.writer.write("release", move |c| writes::release(c, &worker, &claims, now))
     }
 
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-        if !self.read("look for expired leases", |c| writes::any_expired(c, now))? {
+    fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError> {
+        if !self.read("look for lost runs", |c| writes::any_lost(c, req))? {
             return Ok(Reclaimed::default());
         }
-        self.writer.write("reclaim expired leases", move |c| writes::reclaim_expired(c, now))
+        let req = req.clone();
+        self.writer.write("reclaim lost runs", move |c| writes::reclaim(c, &req))
     }
 
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-        if !self.read("look for due jobs", |c| writes::any_due(c, now))? {
-            return Ok(0);
-        }
-        self.writer.write("wake due jobs", move |c| writes::wake_due(c, now))
-    }
-
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         self.writer.write("cancel", move |c| writes::cancel(c, job, now))
     }
 
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.writer.write("requeue", move |c| writes::requeue(c, job, now))
     }
 
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
-        self.read("read checkpoints", |c| jobs::checkpoints(c, job))
+    fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.read("read checkpoints", |c| jobs::checkpoints(c, job, from, limit))
     }
 
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -180,7 +196,7 @@ impl Store for SqliteStore {
         self.read("list jobs", |c| jobs::list(c, filter))
     }
 
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.read("count jobs", jobs::counts)
+    fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError> {
+        self.read("count jobs", |c| jobs::counts(c, now))
     }
 }

@@ -1,16 +1,28 @@
-//! Fenced writes about running jobs, lease renewal, release, reclaim and wake-ups.
+//! Fenced writes about runs, lease renewal, release, reclaim, cancel and requeue: the
+//! transitions of `STATE_MACHINE.md` as statements.
 
-use durable_jobs_store::{lease_expired_message, JobId, Reclaimed, Timestamp, Write, WriteOutcome};
-use rusqlite::{params, Connection};
+use durable_jobs_store::{
+    transition, CancelOutcome, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write,
+    WriteOp, WriteOutcome,
+};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::rows::{self, Json};
+use crate::jobs::LIVE_KEY_HOLDER;
+use crate::rows::{self, token_value, Json, Status};
 
-/// A statement ending a run of a job, fenced: `?1` is the job, `?2` the worker, `?3` now, then
-/// the statement's own parameters from `?4`. Built at compile time: the statement cache is keyed
-/// by text, and this runs for every completion.
+/// A statement about one run, fenced: `?1` is the job, `?2` the worker, `?3` now, `?4` the
+/// claim token, then the statement's own parameters from `?5`. Built at compile time: the
+/// statement cache is keyed by text, and this runs for every completion.
 macro_rules! fenced {
+    ($($set:tt)*) => {
+        concat!("UPDATE dj_jobs SET ", $($set)*, " WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?4")
+    };
+}
+
+/// A statement ending a run: clears the lease and the start mark and sets `updated_at`.
+macro_rules! ending {
     ($set:literal) => {
-        concat!("UPDATE jobs SET ", $set, ", updated_at = ?3 WHERE id = ?1 AND status = 'running' AND locked_by = ?2")
+        fenced!(concat!($set, ", locked_by = NULL, lease_until = NULL, run_started = 0, updated_at = ?3"))
     };
 }
 
@@ -30,13 +42,16 @@ pub(crate) fn commit(
 
 /// Applies one write; `false` if the fence refused it.
 fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::Result<bool> {
-    let job = write.job().0;
-    let changed = match write {
-        Write::Checkpoint { checkpoint, .. } => {
+    let (job, token) = (write.claim.job.0, token_value(write.claim.token));
+    let changed = match &write.op {
+        WriteOp::Start => conn.prepare_cached(fenced!("run_started = 1"))?.execute(params![job, worker, now, token])?,
+        WriteOp::Checkpoint(checkpoint) => {
             // Read, not written: a checkpoint leaves the job's row (and its page) alone.
             let held = conn
-                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2")?
-                .exists(params![job, worker])?;
+                .prepare_cached(
+                    "SELECT 1 FROM dj_jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?3",
+                )?
+                .exists(params![job, worker, token])?;
             if !held {
                 return Ok(false);
             }
@@ -45,31 +60,37 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
                 Err(e) => (false, e.as_bytes()),
             };
             conn.prepare_cached(
-                "INSERT INTO checkpoints (job_id, idx, name, ok, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO dj_checkpoints (job_id, idx, name, ok, value, created_at, retryable)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (job_id, idx) DO UPDATE
-                 SET name = excluded.name, ok = excluded.ok, value = excluded.value, created_at = excluded.created_at",
+                 SET name = excluded.name, ok = excluded.ok, value = excluded.value, created_at = excluded.created_at,
+                     retryable = excluded.retryable",
             )?
-            .execute(params![job, checkpoint.index, checkpoint.name, ok, Json(value), now])?;
-            1
+            .execute(params![
+                job,
+                checkpoint.index,
+                checkpoint.name,
+                ok,
+                Json(value),
+                now,
+                checkpoint.retryable
+            ])?
         }
-        Write::Complete { result, .. } => conn
-            .prepare_cached(fenced!(
-                "status = 'completed', result = ?4, finished_at = ?3, locked_by = NULL, lease_until = NULL"
+        WriteOp::Complete { result, .. } => conn
+            .prepare_cached(ending!("status = 'completed', result = ?5, finished_at = ?3"))?
+            .execute(params![job, worker, now, token, Json(result)])?,
+        WriteOp::Retry { error, run_at, .. } => conn
+            .prepare_cached(ending!(
+                "status = CASE WHEN ?6 > ?3 THEN 'scheduled' ELSE 'pending' END, last_error = ?5, run_at = ?6"
             ))?
-            .execute(params![job, worker, now, Json(result)])?,
-        Write::Retry { error, run_at, .. } => conn
-            .prepare_cached(fenced!(
-                "status = 'pending', last_error = ?4, run_at = ?5, locked_by = NULL, lease_until = NULL"
-            ))?
-            .execute(params![job, worker, now, error, run_at.0])?,
-        Write::Fail { error, .. } => conn
-            .prepare_cached(fenced!(
-                "status = 'failed', last_error = ?4, finished_at = ?3, locked_by = NULL, lease_until = NULL"
-            ))?
-            .execute(params![job, worker, now, error])?,
-        Write::Suspend { wake_at, .. } => conn
-            .prepare_cached(fenced!("status = 'waiting', wake_at = ?4, locked_by = NULL, lease_until = NULL"))?
-            .execute(params![job, worker, now, wake_at.map(|t| t.0)])?,
+            .execute(params![job, worker, now, token, error, run_at.0])?,
+        WriteOp::Fail { error, .. } => conn
+            .prepare_cached(ending!("status = 'failed', last_error = ?5, finished_at = ?3"))?
+            .execute(params![job, worker, now, token, error])?,
+        WriteOp::Suspend { wake_at, .. } => conn
+            .prepare_cached(ending!("status = 'waiting', wake_at = ?5, attempt = MAX(attempt - 1, 0)"))?
+            .execute(params![job, worker, now, token, wake_at.map(|t| t.0)])?,
+        _ => return Err(rusqlite::Error::ToSqlConversionFailure("a write this store does not know".into())),
     };
     Ok(changed == 1)
 }
@@ -77,99 +98,124 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
 pub(crate) fn renew(
     conn: &Connection,
     worker: &str,
-    jobs: &[JobId],
+    claims: &[Claim],
     lease_until: Timestamp,
-) -> rusqlite::Result<Vec<JobId>> {
+) -> rusqlite::Result<Vec<Claim>> {
     // `?3` is the new lease here, not now.
-    let mut stmt = conn
-        .prepare_cached("UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND status = 'running' AND locked_by = ?2")?;
+    let mut stmt = conn.prepare_cached(fenced!("lease_until = ?3"))?;
     let mut lost = Vec::new();
-    for &job in jobs {
-        if stmt.execute(params![job.0, worker, lease_until.0])? == 0 {
-            lost.push(job);
+    for &claim in claims {
+        if stmt.execute(params![claim.job.0, worker, lease_until.0, token_value(claim.token)])? == 0 {
+            lost.push(claim);
         }
     }
     Ok(lost)
 }
 
-pub(crate) fn release(conn: &Connection, worker: &str, jobs: &[JobId], now: Timestamp) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(fenced!(
-        "status = 'pending', attempt = MAX(attempt - 1, 0), locked_by = NULL, lease_until = NULL"
-    ))?;
+pub(crate) fn release(conn: &Connection, worker: &str, claims: &[Claim], now: Timestamp) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(ending!("status = 'pending', attempt = MAX(attempt - 1, 0)"))?;
     let mut released = 0;
-    for &job in jobs {
-        released += stmt.execute(params![job.0, worker, now.0])?;
+    for &claim in claims {
+        released += stmt.execute(params![claim.job.0, worker, now.0, token_value(claim.token)])?;
     }
     Ok(released)
 }
 
-pub(crate) fn reclaim_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<Reclaimed> {
-    let expired: Vec<(i64, i64, i64)> = conn
-        .prepare_cached("SELECT id, attempt, max_attempts FROM jobs WHERE status = 'running' AND lease_until < ?1")?
-        .query_map([now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+/// The runs `reclaim` recovers, in order; `?1` now, `?2` the dead workers (JSON), `?3` limit.
+const LOST_RUNS: &str = "SELECT id, attempt, max_attempts, run_started, locked_by IN (SELECT value FROM json_each(?2))
+     FROM dj_jobs
+     WHERE status = 'running' AND (lease_until < ?1 OR locked_by IN (SELECT value FROM json_each(?2)))
+     ORDER BY lease_until, id LIMIT ?3";
+
+/// Whether [`reclaim`] has anything to do: a read, so an idle reaper does not take the write
+/// lock.
+pub(crate) fn any_lost(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Result<bool> {
+    let dead = dead_workers(req)?;
+    conn.prepare_cached(
+        "SELECT 1 FROM dj_jobs
+         WHERE status = 'running' AND (lease_until < ?1 OR locked_by IN (SELECT value FROM json_each(?2))) LIMIT 1",
+    )?
+    .exists(params![req.now.0, dead])
+}
+
+fn dead_workers(req: &ReclaimRequest) -> rusqlite::Result<String> {
+    serde_json::to_string(&req.dead_workers).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
+
+pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Result<Reclaimed> {
+    let dead = dead_workers(req)?;
+    let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+    let lost: Vec<(i64, i64, i64, bool, bool)> = conn
+        .prepare_cached(LOST_RUNS)?
+        .query_map(params![req.now.0, dead, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut requeue = conn.prepare_cached(
-        "UPDATE jobs SET status = 'pending', run_at = ?2, last_error = ?3, locked_by = NULL, lease_until = NULL,
-                         updated_at = ?2
-         WHERE id = ?1 AND status = 'running'",
-    )?;
-    let mut fail = conn.prepare_cached(
-        "UPDATE jobs SET status = 'failed', finished_at = ?2, last_error = ?3, locked_by = NULL, lease_until = NULL,
-                         updated_at = ?2
-         WHERE id = ?1 AND status = 'running'",
-    )?;
+    let ends = ", locked_by = NULL, lease_until = NULL, run_started = 0, updated_at = ?2 WHERE id = ?1";
+    let mut requeue =
+        conn.prepare_cached(&format!("UPDATE dj_jobs SET status = 'pending', run_at = ?2, last_error = ?3{ends}"))?;
+    let mut fail =
+        conn.prepare_cached(&format!("UPDATE dj_jobs SET status = 'failed', finished_at = ?2, last_error = ?3{ends}"))?;
+    let mut release = conn.prepare_cached(&format!(
+        "UPDATE dj_jobs SET status = 'pending', run_at = ?2, last_error = ?3, attempt = MAX(attempt - 1, 0),
+                            confirm_start = 1{ends}"
+    ))?;
     let mut out = Reclaimed::default();
-    for (id, attempt, max_attempts) in expired {
-        let message = lease_expired_message(rows::count(attempt));
-        if attempt >= max_attempts {
-            fail.execute(params![id, now.0, message])?;
-            out.failed.push(JobId(id));
+    for (id, attempt, max_attempts, started, dead) in lost {
+        let message = transition::reclaim_message(rows::count(attempt), started, dead);
+        let (stmt, outcome) = if !started {
+            (&mut release, &mut out.released)
+        } else if attempt >= max_attempts {
+            (&mut fail, &mut out.failed)
         } else {
-            requeue.execute(params![id, now.0, message])?;
-            out.requeued.push(JobId(id));
-        }
+            (&mut requeue, &mut out.requeued)
+        };
+        stmt.execute(params![id, req.now.0, message])?;
+        outcome.push(JobId(id));
     }
     Ok(out)
 }
 
-/// Whether [`reclaim_expired`] or [`wake_due`] has anything to do at `now`: reads, so an idle
-/// reaper does not take the write lock.
-pub(crate) fn any_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < ?1 LIMIT 1")?.exists([now.0])
+fn status_of(conn: &Connection, job: JobId) -> rusqlite::Result<Option<(JobStatus, Option<String>)>> {
+    conn.prepare_cached("SELECT status, unique_key FROM dj_jobs WHERE id = ?1")?
+        .query_row([job.0], |r| Ok((r.get::<_, Status>(0)?.0, r.get(1)?)))
+        .optional()
 }
 
-pub(crate) fn any_due(conn: &Connection, now: Timestamp) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM jobs WHERE status = 'waiting' AND wake_at <= ?1 LIMIT 1")?.exists([now.0])
+pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<CancelOutcome> {
+    let Some((status, _)) = status_of(conn, job)? else { return Ok(CancelOutcome::NotFound) };
+    let outcome = match status {
+        JobStatus::Running => CancelOutcome::Running,
+        s if s.is_terminal() => CancelOutcome::Finished(s),
+        _ => CancelOutcome::Cancelled,
+    };
+    if outcome == CancelOutcome::Cancelled {
+        conn.prepare_cached(
+            "UPDATE dj_jobs SET status = 'cancelled', wake_at = NULL, finished_at = ?2, updated_at = ?2,
+                                locked_by = NULL, lease_until = NULL, run_started = 0
+             WHERE id = ?1",
+        )?
+        .execute(params![job.0, now.0])?;
+    }
+    Ok(outcome)
 }
 
-pub(crate) fn wake_due(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
+pub(crate) fn requeue(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<RequeueOutcome> {
+    let Some((status, key)) = status_of(conn, job)? else { return Ok(RequeueOutcome::NotFound) };
+    match status {
+        JobStatus::Completed => return Ok(RequeueOutcome::Completed),
+        JobStatus::Failed | JobStatus::Cancelled => {}
+        other => return Ok(RequeueOutcome::NotFinished(other)),
+    }
+    if let Some(key) = key {
+        let holder: Option<i64> = conn.prepare_cached(LIVE_KEY_HOLDER)?.query_row([key], |r| r.get(0)).optional()?;
+        if let Some(holder) = holder {
+            return Ok(RequeueOutcome::KeyTaken(JobId(holder)));
+        }
+    }
     conn.prepare_cached(
-        "UPDATE jobs SET status = 'pending', run_at = ?1, wake_at = NULL, updated_at = ?1
-         WHERE status = 'waiting' AND wake_at <= ?1",
+        "UPDATE dj_jobs SET status = 'pending', attempt = 0, confirm_start = 0, run_at = ?2, finished_at = NULL,
+                            updated_at = ?2
+         WHERE id = ?1",
     )?
-    .execute([now.0])
-}
-
-pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<bool> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE jobs SET status = 'cancelled', wake_at = NULL, finished_at = ?2, updated_at = ?2
-             WHERE id = ?1 AND status IN ('pending', 'waiting', 'paused')",
-        )?
-        .execute(params![job.0, now.0])?;
-    Ok(changed == 1)
-}
-
-pub(crate) fn requeue(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<bool> {
-    // The NOT EXISTS keeps the partial unique index from refusing the update with an error.
-    let changed = conn
-        .prepare_cached(
-            "UPDATE jobs SET status = 'pending', attempt = 0, run_at = ?2, finished_at = NULL, updated_at = ?2
-             WHERE id = ?1 AND status IN ('failed', 'cancelled')
-               AND NOT EXISTS (SELECT 1 FROM jobs AS other
-                               WHERE other.unique_key = jobs.unique_key AND other.id != jobs.id
-                                 AND other.status IN ('pending', 'running', 'waiting', 'paused'))",
-        )?
-        .execute(params![job.0, now.0])?;
-    Ok(changed == 1)
+    .execute(params![job.0, now.0])?;
+    Ok(RequeueOutcome::Requeued)
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
-use durable_jobs_store::conformance::{claim_ids, insert, job, T0};
+use durable_jobs_store::conformance::{claim_runs, insert, job, T0};
 use durable_jobs_store::{JobId, JobStatus, Store, StoreErrorKind, Write, WriteOutcome};
 
 #[cfg(unix)]
@@ -27,7 +27,7 @@ fn newer_schema_is_refused() {
     let path = dir.path().join("jobs.db");
     drop(SqliteStore::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("INSERT INTO durable_jobs_schema (version, applied_at) VALUES (?1, 0)", [SCHEMA_VERSION + 1]).unwrap();
+    conn.execute("INSERT INTO dj_schema (version, applied_at) VALUES (?1, 0)", [SCHEMA_VERSION + 1]).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::IncompatibleSchema, "{err}");
@@ -70,15 +70,14 @@ fn two_stores_share_one_file() {
             thread::spawn(move || {
                 let mut done: Vec<JobId> = Vec::new();
                 loop {
-                    let got = claim_ids(&*store, worker, 5, T0);
+                    let got = claim_runs(&*store, worker, 5, T0);
                     if got.is_empty() {
                         return done;
                     }
-                    let writes: Vec<Write> =
-                        got.iter().map(|&job| Write::Complete { job, result: b"null".to_vec() }).collect();
+                    let writes: Vec<Write> = got.iter().map(|&run| Write::complete(run, b"null".to_vec())).collect();
                     let out = store.commit(worker, T0, &writes).unwrap();
                     assert!(out.iter().all(|o| *o == WriteOutcome::Applied), "{out:?}");
-                    done.extend(got);
+                    done.extend(got.iter().map(|run| run.job));
                 }
             })
         })
@@ -110,7 +109,7 @@ fn a_full_database_refuses_writes_and_recovers() {
     assert!(err.is_retryable());
     assert!(acknowledged.len() > 10, "{} jobs fit", acknowledged.len());
     // Claims and completions of what is there still work while full (updates in place).
-    let claimed = claim_ids(&store, "w", 5, T0);
+    let claimed = claim_runs(&store, "w", 5, T0);
     assert_eq!(claimed.len(), 5);
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -149,8 +148,12 @@ fn check_on_open_refuses_a_damaged_page_untouched() {
     let path = dir.path().join("jobs.db");
     insert(&SqliteStore::open(&path).unwrap(), &vec![job("a"); 300]);
     let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n / 2..n / 2 + 2048].fill(0xA5);
+    // Garble the b-tree page headers of the middle third of the pages (free space inside a page
+    // is not checked, so damage there would go unnoticed).
+    let pages = bytes.len() / 4096;
+    for page in pages / 3..2 * pages / 3 {
+        bytes[page * 4096..page * 4096 + 16].fill(0xA5);
+    }
     std::fs::write(&path, &bytes).unwrap();
     let err = SqliteStore::open_with(&path, SqliteOptions::new().check_on_open(true)).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
@@ -169,7 +172,7 @@ fn hostile_text_leaves_the_schema_unchanged() {
     };
     let store = SqliteStore::open(&path).unwrap();
     let before = schema();
-    let hostile = "x'); DROP TABLE jobs;--\0\u{202e}";
+    let hostile = "x'); DROP TABLE dj_jobs;--\0\u{202e}";
     let mut j = job("a");
     j.queue = hostile.into();
     j.name = hostile.into();
@@ -181,5 +184,88 @@ fn hostile_text_leaves_the_schema_unchanged() {
     assert_eq!(back.unique_key.as_deref(), Some(hostile));
     drop(store);
     assert_eq!(schema(), before);
-    assert!(before.iter().any(|s| s.starts_with("CREATE TABLE jobs")));
+    assert!(before.iter().any(|s| s.starts_with("CREATE TABLE dj_jobs")));
+}
+
+/// A database written by the release with schema version 1 opens, is upgraded in place (tables
+/// renamed under the `dj_` prefix, claim tokens, scheduled jobs) and its jobs run to the end.
+#[test]
+fn a_schema_1_database_is_upgraded_in_place_and_finishes_its_jobs() {
+    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
+    use durable_jobs_store::{ClaimRequest, ReclaimRequest, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v1.db"), &path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    store.check_integrity().unwrap();
+    let status = |id: i64| store.get(JobId(id)).unwrap().unwrap().status;
+    let before: Vec<JobStatus> = (1..=8).map(status).collect();
+    assert_eq!(before, [Completed, Failed, Cancelled, Running, Pending, Scheduled, Waiting, Pending]);
+    let uniq = store.get(JobId(8)).unwrap().unwrap();
+    assert_eq!((uniq.priority, uniq.unique_key.as_deref()), (5, Some("order-7")));
+    assert_eq!(uniq.timeout, Some(std::time::Duration::from_secs(9)));
+    assert_eq!(store.checkpoints(JobId(4), 0, 10).unwrap().len(), 3);
+    assert_eq!(store.checkpoints(JobId(4), 2, 10).unwrap()[0].outcome, Err("declined".to_owned()));
+    assert_eq!(store.get(JobId(1)).unwrap().unwrap().result.as_deref(), Some(&br#""ok""#[..]));
+    let dup = store.enqueue(&[job("a").unique_key("order-7")]).unwrap();
+    assert_eq!(dup, vec![durable_jobs_store::Enqueued::Duplicate(JobId(8))], "the unique index is rebuilt");
+    // Run everything that can run, now.
+    let now = Timestamp::now();
+    let lost = store.reclaim(&ReclaimRequest::new(now, 10)).unwrap();
+    assert_eq!(lost.released, vec![JobId(4)], "the old worker's run is recovered without a charge");
+    let names = ["running-cp", "pending", "waiting", "uniq"];
+    let lease = now.saturating_add(std::time::Duration::from_secs(30));
+    let claimed = store.claim(&ClaimRequest::new("new", now, lease).names(names).limit(10)).unwrap().jobs;
+    let mut seen: Vec<(i64, u64, bool)> = claimed.iter().map(|c| (c.id.0, c.token.0, c.resumed)).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![(4, 1, true), (5, 1, false), (7, 1, false), (8, 1, false)]);
+    let writes: Vec<Write> = claimed.iter().map(|c| Write::complete(c.claim(), b"1".to_vec())).collect();
+    assert_eq!(store.commit("new", now, &writes).unwrap(), vec![WriteOutcome::Applied; 4]);
+    let fresh = insert(&store, &[job("a")])[0];
+    assert_eq!(fresh, JobId(9), "ids continue after the upgrade");
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(JobId(7)).unwrap().unwrap().status, JobStatus::Completed);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("SELECT MAX(version) FROM dj_schema", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let old: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('jobs', 'checkpoints', 'durable_jobs_schema')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old tables are renamed, not copied");
+}
+
+/// The store shares a file with an application's tables (even one called `jobs`), and a file
+/// whose tables collide with ours is refused with a typed error, changed in nothing (not even
+/// switched to WAL).
+#[test]
+fn shares_a_file_with_application_tables_and_refuses_colliding_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&app).unwrap();
+    conn.execute_batch("CREATE TABLE jobs (title TEXT); INSERT INTO jobs VALUES ('engineer');").unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&app).unwrap();
+    let id = insert(&store, &[job("a")])[0];
+    assert_eq!(store.get(id).unwrap().unwrap().status, JobStatus::Pending);
+    drop(store);
+    let conn = rusqlite::Connection::open(&app).unwrap();
+    let title: String = conn.query_row("SELECT title FROM jobs", [], |r| r.get(0)).unwrap();
+    assert_eq!(title, "engineer", "the application's table is untouched");
+    drop(conn);
+
+    let clash = dir.path().join("clash.db");
+    let conn = rusqlite::Connection::open(&clash).unwrap();
+    conn.execute_batch("CREATE TABLE dj_jobs (x INTEGER); INSERT INTO dj_jobs VALUES (1);").unwrap();
+    drop(conn);
+    let before = std::fs::read(&clash).unwrap();
+    let err = SqliteStore::open(&clash).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::IncompatibleSchema, "{err}");
+    assert!(err.to_string().contains("dj_jobs"), "{err}");
+    assert_eq!(std::fs::read(&clash).unwrap(), before, "byte-identical: not even switched to WAL");
+    assert!(!dir.path().join("clash.db-wal").exists());
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex};
 
 use crate::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount, Store,
-    StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp,
+    Write, WriteOutcome,
 };
 
 /// Which calls fail, counting every call from 1 (of any method, from any thread).
@@ -22,6 +23,8 @@ pub enum Fault {
     ErrorAfterCommit(u64),
     /// Call `n` blocks until [`FaultyStore::heal`] is called, then goes through.
     HangAt(u64),
+    /// Call `n` panics (a bug in a store, or in code it calls).
+    PanicAt(u64),
 }
 
 /// Wraps a store and injects one [`Fault`], like SQLite's I/O-error test loops: forward every
@@ -41,6 +44,8 @@ pub struct FaultyStore<S> {
     inner: S,
     calls: AtomicU64,
     stalled_renewals: AtomicBool,
+    /// Microseconds every run-ending commit waits before reaching the inner store.
+    slow_endings: AtomicU64,
     plan: Mutex<Plan>,
     healed: Condvar,
 }
@@ -66,6 +71,7 @@ enum Verdict {
     Pass,
     Fail,
     FailAfter,
+    Panic,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -75,6 +81,7 @@ impl<S: Store> FaultyStore<S> {
             inner,
             calls: AtomicU64::new(0),
             stalled_renewals: AtomicBool::new(false),
+            slow_endings: AtomicU64::new(0),
             plan: Mutex::new(Plan::default()),
             healed: Condvar::new(),
         }
@@ -96,6 +103,12 @@ impl<S: Store> FaultyStore<S> {
     /// worker whose heartbeat has stalled (as in a long GC pause or a `SIGSTOP`).
     pub fn stall_renewals(&self, stalled: bool) {
         self.stalled_renewals.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Makes every commit that ends a run (a completion, retry, failure or suspension) wait
+    /// `delay` before it reaches the inner store: a slow disk under the outcomes of jobs.
+    pub fn slow_endings(&self, delay: std::time::Duration) {
+        self.slow_endings.store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     /// Calls made so far.
@@ -120,6 +133,7 @@ impl<S: Store> FaultyStore<S> {
             Some(Fault::FailOnce(k)) if k == n => Verdict::Fail,
             Some(Fault::FailFrom(k)) if n >= k => Verdict::Fail,
             Some(Fault::ErrorAfterCommit(k)) if k == n => Verdict::FailAfter,
+            Some(Fault::PanicAt(k)) if k == n => Verdict::Panic,
             Some(Fault::HangAt(k)) if k == n => {
                 plan.hits += 1;
                 while plan.fault == Some(Fault::HangAt(k)) {
@@ -142,45 +156,53 @@ impl<S: Store> FaultyStore<S> {
             Verdict::Pass => f(&self.inner),
             Verdict::Fail => Err(injected("before reaching the store")),
             Verdict::FailAfter => f(&self.inner).and_then(|_| Err(injected("after it committed"))),
+            Verdict::Panic => panic!("injected fault: {method} panicked"),
         }
     }
 }
 
 impl<S: Store> Store for FaultyStore<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn local_identity(&self) -> Option<String> {
+        self.inner.local_identity()
+    }
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         self.call("enqueue", |s| s.enqueue(jobs))
     }
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+    fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
         self.call("claim", |s| s.claim(req))
     }
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let slow = self.slow_endings.load(Ordering::SeqCst);
+        if slow > 0 && writes.iter().any(Write::ends_run) {
+            std::thread::sleep(std::time::Duration::from_micros(slow));
+        }
         self.call("commit", |s| s.commit(worker, now, writes))
     }
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
         self.call("renew", |s| {
             if self.stalled_renewals.load(Ordering::SeqCst) {
                 return Ok(Vec::new());
             }
-            s.renew(worker, jobs, lease_until)
+            s.renew(worker, claims, lease_until)
         })
     }
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
-        self.call("release", |s| s.release(worker, jobs, now))
+    fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
+        self.call("release", |s| s.release(worker, claims, now))
     }
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-        self.call("reclaim_expired", |s| s.reclaim_expired(now))
+    fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError> {
+        self.call("reclaim", |s| s.reclaim(req))
     }
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.call("wake_due", |s| s.wake_due(now))
-    }
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         self.call("cancel", |s| s.cancel(job, now))
     }
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.call("requeue", |s| s.requeue(job, now))
     }
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
-        self.call("checkpoints", |s| s.checkpoints(job))
+    fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.call("checkpoints", |s| s.checkpoints(job, from, limit))
     }
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.call("get", |s| s.get(job))
@@ -188,8 +210,8 @@ impl<S: Store> Store for FaultyStore<S> {
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         self.call("list", |s| s.list(filter))
     }
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.call("counts", Store::counts)
+    fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError> {
+        self.call("counts", |s| s.counts(now))
     }
 }
 
@@ -199,18 +221,7 @@ mod tests {
     use crate::MemoryStore;
 
     fn job() -> NewJob {
-        NewJob {
-            queue: "q".into(),
-            name: "n".into(),
-            args: b"1".to_vec(),
-            priority: 0,
-            run_at: Timestamp(0),
-            max_attempts: 1,
-            unique_key: None,
-            timeout: None,
-            retry_policy: None,
-            created_at: Timestamp(0),
-        }
+        NewJob::new("q", "n", b"1".to_vec(), Timestamp(0))
     }
 
     #[test]
@@ -223,10 +234,10 @@ mod tests {
         store.inject(Fault::FailFrom(3));
         assert!(store.enqueue(&[job()]).is_ok());
         assert!(store.enqueue(&[job()]).is_err());
-        assert!(store.counts().is_err());
+        assert!(store.counts(Timestamp(0)).is_err());
         assert_eq!(store.inner().list(&JobFilter::default()).unwrap().len(), 2, "failed calls did not reach the store");
         store.heal();
-        assert!(store.counts().is_ok());
+        assert!(store.counts(Timestamp(0)).is_ok());
         assert_eq!((store.calls(), store.hits()), (5, 3));
     }
 

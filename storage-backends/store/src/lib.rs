@@ -7,54 +7,44 @@
 //! they keep the contract by running the [`conformance`] suite (feature `conformance`).
 //!
 //! ```
+//! use std::time::Duration;
 //! use durable_jobs_store::{ClaimRequest, MemoryStore, NewJob, Store, Timestamp, Write, WriteOutcome};
 //!
 //! fn main() -> Result<(), durable_jobs_store::StoreError> {
 //!     let store = MemoryStore::new();
 //!     let now = Timestamp::now();
-//!     let job = NewJob {
-//!         queue: "default".into(),
-//!         name: "send-email".into(),
-//!         args: br#"{"to":"a@example.com"}"#.to_vec(),
-//!         priority: 0,
-//!         run_at: now,
-//!         max_attempts: 3,
-//!         unique_key: None,
-//!         timeout: None,
-//!         retry_policy: None,
-//!         created_at: now,
-//!     };
+//!     let job = NewJob::new("default", "send-email", br#"{"to":"a@example.com"}"#.to_vec(), now);
 //!     let id = store.enqueue(&[job])?[0].id();
-//!     let claimed = store.claim(&ClaimRequest {
-//!         worker: "w1".into(),
-//!         queues: vec!["default".into()],
-//!         names: vec!["send-email".into()],
-//!         limit: 10,
-//!         now,
-//!         lease_until: now.saturating_add(std::time::Duration::from_secs(30)),
-//!     })?;
-//!     assert_eq!(claimed[0].id, id);
-//!     let done = store.commit("w1", now, &[Write::Complete { job: id, result: b"null".to_vec() }])?;
+//!     let lease_until = now.saturating_add(Duration::from_secs(30));
+//!     let claimed = store.claim(&ClaimRequest::new("w1", now, lease_until).names(["send-email"]).limit(10))?;
+//!     let run = claimed.jobs[0].claim();
+//!     assert_eq!(run.job, id);
+//!     let done = store.commit("w1", now, &[Write::complete(run, b"null".to_vec())])?;
 //!     assert_eq!(done, vec![WriteOutcome::Applied]);
 //!     Ok(())
 //! }
 //! ```
 
+mod claim;
 mod error;
+mod inspect;
+mod job;
 mod memory;
-mod record;
 mod store;
+mod time;
 pub mod transition;
+mod write;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "faults")]
 pub mod faulty;
 
+pub use claim::{Claim, ClaimRequest, ClaimToken, Claimed, ClaimedJob, ReclaimRequest, Reclaimed};
 pub use error::{StoreError, StoreErrorKind};
-pub use memory::{lease_expired_message, MemoryStore, StatusCounter};
-pub use record::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, Reclaimed,
-    RetryPolicy, StatusCount, Timestamp, UnknownStatus, Write, WriteOutcome,
-};
+pub use inspect::{CancelOutcome, Capabilities, JobFilter, RequeueOutcome, StatusCount};
+pub use job::{Enqueued, JobId, JobRecord, JobStatus, NewJob, RetryPolicy, UnknownStatus};
+pub use memory::{MemoryStore, StatusCounter};
 pub use store::Store;
+pub use time::Timestamp;
+pub use write::{Checkpoint, Write, WriteOp, WriteOutcome};

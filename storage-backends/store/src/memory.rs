@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::transition::{self, Recovery};
 use crate::{
-    transition, Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob,
-    Reclaimed, StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
+    JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, Timestamp, Write,
+    WriteOp, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -42,17 +44,29 @@ impl MemoryStore {
 }
 
 impl State {
-    fn live_holder(&self, key: &str) -> Option<JobId> {
-        self.jobs.values().find(|j| j.status.is_live() && j.unique_key.as_deref() == Some(key)).map(|j| j.id)
+    /// The job holding `new`'s unique key: a live one first, else the newest in its window.
+    fn key_holder(&self, new: &NewJob) -> Option<JobId> {
+        let key = new.unique_key.as_deref()?;
+        let live = self.jobs.values().find(|j| transition::holds_key(j, key, None));
+        let start = transition::window_start(new);
+        live.or_else(|| self.jobs.values().rev().find(|j| transition::holds_key(j, key, start))).map(|j| j.id)
+    }
+
+    fn has_checkpoints(&self, job: JobId) -> bool {
+        self.checkpoints.range((job, 0)..=(job, u32::MAX)).next().is_some()
     }
 }
 
 impl Store for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+    }
+
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
-            if let Some(holder) = new.unique_key.as_deref().and_then(|k| st.live_holder(k)) {
+            if let Some(holder) = st.key_holder(new) {
                 out.push(Enqueued::Duplicate(holder));
                 continue;
             }
@@ -64,55 +78,67 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+    fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+        if req.limit == 0 {
+            return Ok(Claimed::default());
+        }
         let mut st = self.state.lock();
+        for job in st.jobs.values_mut() {
+            transition::promote(job, req);
+        }
         let mut ready: Vec<&JobRecord> = st.jobs.values().filter(|j| transition::is_ready(j, req)).collect();
-        ready.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.run_at, j.id));
+        ready.sort_by_key(|j| transition::claim_order(j));
         let ids: Vec<JobId> = ready.iter().take(req.limit).map(|j| j.id).collect();
-        let mut claimed = Vec::with_capacity(ids.len());
+        let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
-            let resumed = st.checkpoints.range((id, 0)..=(id, u32::MAX)).next().is_some();
+            let resumed = st.has_checkpoints(id);
             if let Some(job) = st.jobs.get_mut(&id) {
-                claimed.push(transition::claim(job, req, resumed));
+                jobs.push(transition::claim(job, req, resumed));
             }
         }
-        Ok(claimed)
+        let next_due = if jobs.len() < req.limit {
+            st.jobs.values().filter_map(|j| transition::due_time(j, req)).min()
+        } else {
+            None
+        };
+        Ok(Claimed::new(jobs, next_due))
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(writes.len());
         for write in writes {
-            let Some(job) = st.jobs.get_mut(&write.job()).filter(|j| transition::is_held_by(j, worker)) else {
+            let held = st.jobs.get_mut(&write.claim.job).filter(|j| transition::holds(j, worker, write.claim));
+            let Some(job) = held else {
                 out.push(WriteOutcome::LeaseLost);
                 continue;
             };
-            transition::apply(job, write, now);
-            if let Write::Checkpoint { job, checkpoint } = write {
-                st.checkpoints.insert((*job, checkpoint.index), checkpoint.clone());
+            transition::apply(job, &write.op, now);
+            if let WriteOp::Checkpoint(checkpoint) = &write.op {
+                st.checkpoints.insert((write.claim.job, checkpoint.index), checkpoint.clone());
             }
             out.push(WriteOutcome::Applied);
         }
         Ok(out)
     }
 
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
         let mut st = self.state.lock();
         let mut lost = Vec::new();
-        for &id in jobs {
-            match st.jobs.get_mut(&id).filter(|j| transition::is_held_by(j, worker)) {
+        for &claim in claims {
+            match st.jobs.get_mut(&claim.job).filter(|j| transition::holds(j, worker, claim)) {
                 Some(job) => job.lease_until = Some(lease_until),
-                None => lost.push(id),
+                None => lost.push(claim),
             }
         }
         Ok(lost)
     }
 
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
+    fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
         let mut st = self.state.lock();
         let mut released = 0;
-        for id in jobs {
-            if let Some(job) = st.jobs.get_mut(id).filter(|j| transition::is_held_by(j, worker)) {
+        for &claim in claims {
+            if let Some(job) = st.jobs.get_mut(&claim.job).filter(|j| transition::holds(j, worker, claim)) {
                 transition::release(job, now);
                 released += 1;
             }
@@ -120,51 +146,55 @@ impl Store for MemoryStore {
         Ok(released)
     }
 
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
+    fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError> {
         let mut st = self.state.lock();
+        let mut lost: Vec<&mut JobRecord> =
+            st.jobs.values_mut().filter(|j| transition::is_reclaimable(j, req)).collect();
+        lost.sort_by_key(|j| transition::reclaim_order(j));
         let mut out = Reclaimed::default();
-        for job in st.jobs.values_mut().filter(|j| transition::is_expired(j, now)) {
-            if transition::reclaim(job, now) {
-                out.failed.push(job.id);
-            } else {
-                out.requeued.push(job.id);
-            }
+        for job in lost.into_iter().take(req.limit) {
+            let outcome = match transition::reclaim(job, req) {
+                Recovery::Requeued => &mut out.requeued,
+                Recovery::Failed => &mut out.failed,
+                Recovery::Released => &mut out.released,
+            };
+            outcome.push(job.id);
         }
         Ok(out)
     }
 
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         let mut st = self.state.lock();
-        let mut woken = 0;
-        for job in st.jobs.values_mut().filter(|j| transition::is_due(j, now)) {
-            transition::wake(job, now);
-            woken += 1;
+        let Some(job) = st.jobs.get_mut(&job) else { return Ok(CancelOutcome::NotFound) };
+        let outcome = transition::cancel_outcome(job);
+        if outcome == CancelOutcome::Cancelled {
+            transition::cancel(job, now);
         }
-        Ok(woken)
+        Ok(outcome)
     }
 
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         let mut st = self.state.lock();
-        let Some(job) = st.jobs.get_mut(&job).filter(|j| transition::is_cancellable(j)) else { return Ok(false) };
-        transition::cancel(job, now);
-        Ok(true)
-    }
-
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
-        let mut st = self.state.lock();
-        let Some(record) = st.jobs.get(&job).filter(|j| transition::is_requeueable(j)) else { return Ok(false) };
-        if record.unique_key.as_deref().and_then(|k| st.live_holder(k)).is_some() {
-            return Ok(false);
+        let Some(record) = st.jobs.get(&job) else { return Ok(RequeueOutcome::NotFound) };
+        match record.status {
+            JobStatus::Completed => return Ok(RequeueOutcome::Completed),
+            s if !transition::is_requeueable(record) => return Ok(RequeueOutcome::NotFinished(s)),
+            _ => {}
+        }
+        if let Some(key) = record.unique_key.as_deref() {
+            if let Some(holder) = st.jobs.values().find(|j| j.id != job && transition::holds_key(j, key, None)) {
+                return Ok(RequeueOutcome::KeyTaken(holder.id));
+            }
         }
         if let Some(record) = st.jobs.get_mut(&job) {
             transition::requeue(record, now);
         }
-        Ok(true)
+        Ok(RequeueOutcome::Requeued)
     }
 
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
+    fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
         let st = self.state.lock();
-        Ok(st.checkpoints.range((job, 0)..=(job, u32::MAX)).map(|(_, c)| c.clone()).collect())
+        Ok(st.checkpoints.range((job, from)..=(job, u32::MAX)).take(limit).map(|(_, c)| c.clone()).collect())
     }
 
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -176,36 +206,42 @@ impl Store for MemoryStore {
         Ok(st.jobs.values().filter(|j| filter.matches(j)).skip(filter.offset).take(filter.limit).cloned().collect())
     }
 
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+    fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError> {
         let st = self.state.lock();
-        let mut counter = StatusCounter::default();
+        let mut counter = StatusCounter::new(now);
         st.jobs.values().for_each(|j| counter.add(j));
         Ok(counter.finish())
     }
 }
 
-/// Counts jobs per queue and status, one record at a time, for [`Store::counts`].
-#[derive(Debug, Default)]
-pub struct StatusCounter(BTreeMap<(String, JobStatus), u64>);
+/// Counts jobs per queue, name and status, one record at a time, for [`Store::counts`].
+#[derive(Debug)]
+pub struct StatusCounter {
+    now: Timestamp,
+    counts: BTreeMap<(String, String, JobStatus), (u64, u64)>,
+}
 
 impl StatusCounter {
+    /// A counter of statuses as seen at `now`.
+    pub fn new(now: Timestamp) -> Self {
+        StatusCounter { now, counts: BTreeMap::new() }
+    }
+
     /// Counts `job`.
     pub fn add(&mut self, job: &JobRecord) {
-        match self.0.get_mut(&(job.queue.clone(), job.status)) {
-            Some(n) => *n += 1,
-            None => {
-                self.0.insert((job.queue.clone(), job.status), 1);
-            }
-        }
+        let status = transition::counted_status(job, self.now);
+        let started = u64::from(status == JobStatus::Running && job.run_started);
+        let key = (job.queue.clone(), job.name.clone(), status);
+        let entry = self.counts.entry(key).or_default();
+        entry.0 += 1;
+        entry.1 += started;
     }
 
     /// The counts, sorted as [`Store::counts`] returns them.
     pub fn finish(self) -> Vec<StatusCount> {
-        self.0.into_iter().map(|((queue, status), count)| StatusCount { queue, status, count }).collect()
+        self.counts
+            .into_iter()
+            .map(|((queue, name, status), (count, started))| StatusCount::new(queue, name, status, count, started))
+            .collect()
     }
-}
-
-/// The `last_error` a reclaimed job gets. Shared so every backend words it the same.
-pub fn lease_expired_message(attempt: u32) -> String {
-    format!("attempt {attempt} lost its lease (the worker stopped or stalled)")
 }

@@ -4,31 +4,52 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::{
-    Checkpoint, ClaimRequest, ClaimedJob, Enqueued, JobFilter, JobId, JobRecord, NewJob, Reclaimed, StatusCount,
-    StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StoreError, Timestamp, Write, WriteOutcome,
 };
 
 /// Durable storage for jobs and checkpoints.
 ///
 /// # Contract
 ///
+/// - **State machine**: every status change follows `STATE_MACHINE.md` beside this crate's
+///   sources; [`transition`](crate::transition) implements it on one record, and the
+///   conformance suite's differential test holds every backend to [`MemoryStore`](crate::MemoryStore).
 /// - **Atomic**: each method is one transaction. It takes effect entirely or not at all.
 /// - **Durable on return**: when a mutating method returns `Ok`, its effect survives a crash of
 ///   the process (and, depending on the backend's durability setting, of the machine).
 /// - **Errors**: an `Err` does not prove that nothing happened (an acknowledgement can be lost
 ///   after a commit), so every mutating method is safe to repeat: the notes say what a repeat
 ///   does. [`StoreError::is_retryable`] says whether repeating can help.
-/// - **Fencing**: writes about a running job name the worker incarnation that claimed it and
-///   apply only while the job is `Running` with `locked_by` equal to that worker.
+/// - **Fencing**: writes about a running job name the run ([`Claim`]: job and claim token) and
+///   the worker that claimed it; they apply only while the job is `Running` with `locked_by`
+///   equal to that worker and the claim's token current.
+/// - **Attempts**: a claim charges an attempt; a run that ends without being charged (released,
+///   suspended, lost before its handler's start was recorded) gives it back. A wake-up or a
+///   promotion from `Scheduled` never charges one.
 /// - **Time**: a store never reads a clock; every `now` comes from the caller.
 /// - **No panics**: a store reports bad data (for example an unknown status in a row written by
 ///   another program) as a [`StoreError`], never by panicking.
 pub trait Store: Send + Sync + Debug + 'static {
-    /// Inserts `jobs` as `Pending` with `attempt = 0`, in order, in one transaction.
+    /// What this store can do. Constant for the life of the store.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The storage's name on this machine: the same for every process here that opens the
+    /// same storage (for example the canonical path of a database file), or `None`. Workers on
+    /// one machine meet under this name to tell a dead process from a slow one and recover its
+    /// jobs at once. Default: `None` (jobs of dead workers wait for their leases to expire).
+    fn local_identity(&self) -> Option<String> {
+        None
+    }
+
+    /// Inserts `jobs`, in order, in one transaction, with `attempt = 0` and token 0: `Scheduled`
+    /// if `run_at` is after `created_at`, else `Pending`.
     ///
-    /// A job whose `unique_key` is held by a live job (pending, running, waiting or paused),
-    /// including one inserted earlier in the same call, is not inserted and reports
-    /// [`Enqueued::Duplicate`] with the holder's id. Ids are positive, increase with insertion
+    /// A job with a `unique_key` is not inserted, and reports [`Enqueued::Duplicate`] with the
+    /// holder's id, if a live job (any status but completed, failed, cancelled) holds the key,
+    /// including one inserted earlier in the same call; or, with a `unique_window`, if a job of
+    /// any status holding the key was created less than the window before the new job's
+    /// `created_at` (the newest such job is named). Ids are positive, increase with insertion
     /// order and are never reused.
     ///
     /// Repeat: inserts again (unless unique keys deduplicate).
@@ -36,73 +57,82 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Claims up to `req.limit` ready jobs and leases them to `req.worker`.
     ///
-    /// Ready means `Pending`, in one of `req.queues`, with a name in `req.names` and
-    /// `run_at <= req.now`. Jobs are taken in order of priority (highest first), then `run_at`,
-    /// then id. Each claimed job becomes `Running` with `attempt + 1`, `locked_by = req.worker`,
-    /// `lease_until = req.lease_until` and `started_at = req.now`. The result is in claim order;
-    /// [`ClaimedJob::resumed`] says whether each job has checkpoints.
-    /// Two concurrent claims (from any process) never return the same job.
+    /// First, in the requested queues, every `Scheduled` job with `run_at <= req.now` becomes
+    /// `Pending`, and every `Waiting` job with `wake_at <= req.now` becomes `Pending` with
+    /// `run_at = wake_at` (both with `updated_at = req.now`). Then the ready jobs (`Pending`, in
+    /// one of `req.queues`, with a name in `req.names`, not in `req.exclude`) are taken in
+    /// order of priority (highest first), then `run_at`, then id. Each becomes `Running` with
+    /// `attempt + 1`, `token + 1`, `locked_by = req.worker`, `lease_until = req.lease_until`,
+    /// `started_at = updated_at = req.now` and `run_started = false`. The jobs come back in
+    /// claim order; [`ClaimedJob::resumed`](crate::ClaimedJob::resumed) says whether each has
+    /// checkpoints. If fewer than `limit` were claimed, [`Claimed::next_due`] is the earliest
+    /// `run_at` of a scheduled job or `wake_at` of a waiting job in the requested queues
+    /// (after the promotion), otherwise `None`. A claim with `limit == 0` does nothing. Two
+    /// concurrent claims (from any process) never return the same job.
     ///
     /// Repeat: claims other jobs; the first claim's jobs stay leased until their lease expires.
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError>;
+    fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError>;
 
-    /// Applies `writes` in order in one transaction, each fenced by `worker`'s lease.
+    /// Applies `writes` in order in one transaction, each fenced by its run's lease.
     ///
     /// Returns one outcome per write, in order. A refused write ([`WriteOutcome::LeaseLost`])
-    /// does not prevent the others from applying, and a write that ends a job's run (complete,
-    /// retry, fail, suspend) makes later writes about that job in the same batch refused.
-    /// Terminal writes set `finished_at = now` and clear the lease; every write but a
-    /// checkpoint sets `updated_at = now`. A checkpoint write leaves the job's record unchanged
-    /// and replaces any checkpoint at the same `(job, index)`.
+    /// does not prevent the others from applying, and a write that ends a run (complete, retry,
+    /// fail, suspend) makes later writes about that run in the same batch refused. Terminal
+    /// writes set `finished_at = now`; every write that ends a run clears the lease and sets
+    /// `updated_at = now`. A start sets `run_started` and nothing else; a checkpoint leaves the
+    /// job's record unchanged and replaces any checkpoint at the same `(job, index)`.
     ///
-    /// Repeat: checkpoints are rewritten with the same value (idempotent); job-ending writes
-    /// report `LeaseLost` because the job is no longer running.
+    /// Repeat: starts and checkpoints are rewritten with the same value (idempotent);
+    /// run-ending writes report `LeaseLost` because the run is over.
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError>;
 
-    /// Extends the leases of `jobs` held by `worker` to `lease_until`.
+    /// Extends the leases of `claims` held by `worker` to `lease_until`.
     ///
-    /// Returns the jobs whose lease could not be renewed because they are no longer running
-    /// under `worker` (reclaimed, finished, released): their holder must stop writing.
+    /// Returns the runs whose lease could not be renewed because they no longer hold their job
+    /// (reclaimed, finished, released, claimed again): their holder must stop writing.
     ///
     /// Repeat: idempotent.
-    fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError>;
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError>;
 
-    /// Returns jobs still running under `worker` to `Pending` without consuming an attempt
-    /// (`attempt - 1`), keeping their `run_at`. Jobs not held by `worker` are left alone.
+    /// Returns runs still holding their job under `worker` to `Pending` without charging the
+    /// attempt (`attempt - 1`), keeping their `run_at`. Others are left alone.
     ///
     /// Returns how many jobs were released. Repeat: idempotent (releases nothing more).
-    fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError>;
+    fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError>;
 
-    /// Recovers jobs whose holder died: every `Running` job with `lease_until < now` loses its
-    /// lease. The lost attempt counts: if it was the last, the job becomes `Failed` with an
-    /// error saying the lease expired; otherwise it becomes `Pending` with `run_at = now`.
+    /// Recovers jobs whose holder died or stalled: every `Running` job with
+    /// `lease_until < req.now`, or held by one of `req.dead_workers`, at most `req.limit` of
+    /// them in order of `lease_until` then id.
+    ///
+    /// A run whose start was recorded (`run_started`) is charged: if it was the last attempt
+    /// the job becomes `Failed` (with `finished_at = now`), else `Pending` with `run_at = now`.
+    /// A run whose start was not recorded is not charged: `Pending` with `run_at = now`,
+    /// `attempt - 1` and `confirm_start` set, so that its next run records its start first.
+    /// Either way `last_error` says what happened ([`transition::reclaim_message`]).
+    ///
+    /// [`transition::reclaim_message`]: crate::transition::reclaim_message
     ///
     /// Repeat: idempotent (finds nothing more).
-    fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError>;
+    fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError>;
 
-    /// Makes every `Waiting` job with `wake_at <= now` `Pending` with `run_at = now`.
-    ///
-    /// Returns how many jobs were woken. Repeat: idempotent.
-    fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError>;
-
-    /// Cancels a job that is not running and not finished: `Pending`, `Waiting` or `Paused`
+    /// Cancels a job that is waiting to run: `Scheduled`, `Pending`, `Waiting` or `Paused`
     /// becomes `Cancelled` with `finished_at = now` (its unique key is freed). A running job is
     /// left to its worker.
     ///
-    /// Returns whether the job was cancelled. Repeat: `false`.
-    fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError>;
+    /// Repeat: [`CancelOutcome::Finished`].
+    fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError>;
 
     /// Gives a `Failed` or `Cancelled` job a fresh set of attempts: `Pending` at
-    /// `run_at = now` with `attempt = 0` and `finished_at` cleared; `last_error` and the
-    /// checkpoints are kept, so a workflow resumes after its last recorded step. Refused
-    /// (`false`) if the job is in another status, or its unique key is now held by another live
-    /// job.
+    /// `run_at = now` with `attempt = 0`, `confirm_start` cleared and `finished_at` cleared;
+    /// `last_error` and the checkpoints are kept, so a workflow resumes after its last recorded
+    /// step. Refused if another live job holds its unique key.
     ///
-    /// Returns whether the job was requeued. Repeat: `false` (it is pending).
-    fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError>;
+    /// Repeat: [`RequeueOutcome::NotFinished`] (it is pending).
+    fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError>;
 
-    /// The checkpoints of `job` in index order (empty for an unknown job).
-    fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Up to `limit` checkpoints of `job` with an index of at least `from`, in index order
+    /// (empty for an unknown job).
+    fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError>;
 
     /// One job, or `None` if no job has this id.
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError>;
@@ -111,44 +141,47 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// `filter.limit`.
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
-    /// The number of jobs per queue and status, sorted by queue then status. Pairs with no
-    /// jobs are left out.
-    fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+    /// The number of jobs per queue, name and status, sorted by queue, name, then status.
+    /// A `Scheduled` job due at `now` counts as `Pending`. Groups with no jobs are left out.
+    fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError>;
 }
 
 /// Forwards every method, so `Box<dyn Store>` and `Arc<dyn Store>` are stores too.
 macro_rules! forward_store {
     ($ptr:ident) => {
         impl<S: Store + ?Sized> Store for $ptr<S> {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn local_identity(&self) -> Option<String> {
+                (**self).local_identity()
+            }
             fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
                 (**self).enqueue(jobs)
             }
-            fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+            fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
                 (**self).claim(req)
             }
             fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
                 (**self).commit(worker, now, writes)
             }
-            fn renew(&self, worker: &str, jobs: &[JobId], lease_until: Timestamp) -> Result<Vec<JobId>, StoreError> {
-                (**self).renew(worker, jobs, lease_until)
+            fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+                (**self).renew(worker, claims, lease_until)
             }
-            fn release(&self, worker: &str, jobs: &[JobId], now: Timestamp) -> Result<usize, StoreError> {
-                (**self).release(worker, jobs, now)
+            fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
+                (**self).release(worker, claims, now)
             }
-            fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, StoreError> {
-                (**self).reclaim_expired(now)
+            fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError> {
+                (**self).reclaim(req)
             }
-            fn wake_due(&self, now: Timestamp) -> Result<usize, StoreError> {
-                (**self).wake_due(now)
-            }
-            fn cancel(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+            fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
                 (**self).cancel(job, now)
             }
-            fn requeue(&self, job: JobId, now: Timestamp) -> Result<bool, StoreError> {
+            fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
                 (**self).requeue(job, now)
             }
-            fn checkpoints(&self, job: JobId) -> Result<Vec<Checkpoint>, StoreError> {
-                (**self).checkpoints(job)
+            fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+                (**self).checkpoints(job, from, limit)
             }
             fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
                 (**self).get(job)
@@ -156,8 +189,8 @@ macro_rules! forward_store {
             fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
                 (**self).list(filter)
             }
-            fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-                (**self).counts()
+            fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError> {
+                (**self).counts(now)
             }
         }
     };

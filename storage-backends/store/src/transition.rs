@@ -1,138 +1,222 @@
-//! The job state machine on one [`JobRecord`], for backends that store whole records
-//! (key-value stores). [`MemoryStore`](crate::MemoryStore) is built on it; SQL backends express
-//! the same transitions as statements.
+//! The job state machine of `STATE_MACHINE.md`, on one [`JobRecord`].
+//!
+//! [`MemoryStore`](crate::MemoryStore) and key-value backends are built on these functions; SQL
+//! backends express the same transitions as statements, and the conformance suite's
+//! differential test checks that they agree.
 
-use crate::{lease_expired_message, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob, Timestamp, Write};
+use std::cmp::Reverse;
 
-/// The record of a newly enqueued job.
+use crate::{
+    CancelOutcome, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Timestamp,
+    WriteOp,
+};
+
+/// The record of a newly enqueued job: `Scheduled` if it is due after its creation, else
+/// `Pending`.
 pub fn new_record(id: JobId, new: &NewJob) -> JobRecord {
-    JobRecord {
-        id,
-        queue: new.queue.clone(),
-        name: new.name.clone(),
-        args: new.args.clone(),
-        status: JobStatus::Pending,
-        priority: new.priority,
-        run_at: new.run_at,
-        attempt: 0,
-        max_attempts: new.max_attempts,
-        unique_key: new.unique_key.clone(),
-        timeout: new.timeout,
-        retry_policy: new.retry_policy,
-        locked_by: None,
-        lease_until: None,
-        wake_at: None,
-        last_error: None,
-        result: None,
-        created_at: new.created_at,
-        started_at: None,
-        finished_at: None,
-        updated_at: new.created_at,
+    let mut job = JobRecord::new(id, new.queue.clone(), new.name.clone(), new.args.clone(), new.created_at);
+    job.status = initial_status(new.run_at, new.created_at);
+    job.priority = new.priority;
+    job.run_at = new.run_at;
+    job.max_attempts = new.max_attempts;
+    job.unique_key.clone_from(&new.unique_key);
+    job.timeout = new.timeout;
+    job.retry_policy = new.retry_policy;
+    job
+}
+
+/// `Scheduled` for a job due after `now`, else `Pending`.
+pub fn initial_status(run_at: Timestamp, now: Timestamp) -> JobStatus {
+    if run_at > now {
+        JobStatus::Scheduled
+    } else {
+        JobStatus::Pending
     }
 }
 
-/// Whether `req` may claim `job` (ignoring the limit).
+/// Whether `job` holds unique key `key` against a new job: it is live, or it was created
+/// after `window_start` (the new job's creation minus its unique window).
+pub fn holds_key(job: &JobRecord, key: &str, window_start: Option<Timestamp>) -> bool {
+    job.unique_key.as_deref() == Some(key)
+        && (job.status.is_live() || window_start.is_some_and(|start| job.created_at > start))
+}
+
+/// The start of `new`'s unique window, if it has one.
+pub fn window_start(new: &NewJob) -> Option<Timestamp> {
+    new.unique_window.map(|w| new.created_at.saturating_sub(w))
+}
+
+/// Makes a due job of a requested queue pending: a scheduled job whose `run_at` has come, or a
+/// waiting job whose `wake_at` has come (its `run_at` becomes the wake time). Returns whether
+/// the job changed.
+pub fn promote(job: &mut JobRecord, req: &ClaimRequest) -> bool {
+    if !req.queues.contains(&job.queue) {
+        return false;
+    }
+    match (job.status, job.wake_at) {
+        (JobStatus::Scheduled, _) if job.run_at <= req.now => {}
+        (JobStatus::Waiting, Some(at)) if at <= req.now => {
+            job.run_at = at;
+            job.wake_at = None;
+        }
+        _ => return false,
+    }
+    job.status = JobStatus::Pending;
+    job.updated_at = req.now;
+    true
+}
+
+/// When a job of a requested queue becomes due, if it is waiting for a time.
+pub fn due_time(job: &JobRecord, req: &ClaimRequest) -> Option<Timestamp> {
+    if !req.queues.contains(&job.queue) {
+        return None;
+    }
+    match job.status {
+        JobStatus::Scheduled => Some(job.run_at),
+        JobStatus::Waiting => job.wake_at,
+        _ => None,
+    }
+}
+
+/// Whether `req` may claim `job` (ignoring the limit; due jobs are promoted first).
 pub fn is_ready(job: &JobRecord, req: &ClaimRequest) -> bool {
     job.status == JobStatus::Pending
-        && job.run_at <= req.now
         && req.queues.contains(&job.queue)
         && req.names.contains(&job.name)
+        && !req.exclude.contains(&job.id)
 }
 
-/// Whether `worker` holds `job`'s lease, so that its writes apply.
-pub fn is_held_by(job: &JobRecord, worker: &str) -> bool {
-    job.status == JobStatus::Running && job.locked_by.as_deref() == Some(worker)
+/// The order ready jobs are claimed in: priority (highest first), then `run_at`, then id.
+pub fn claim_order(job: &JobRecord) -> (Reverse<i32>, Timestamp, JobId) {
+    (Reverse(job.priority), job.run_at, job.id)
 }
 
-/// Leases a pending job to `req.worker` and describes it for the worker; `resumed` says
-/// whether the job has checkpoints.
+/// Leases a ready job to `req.worker` for a new run and describes it for the worker;
+/// `resumed` says whether the job has checkpoints.
 pub fn claim(job: &mut JobRecord, req: &ClaimRequest, resumed: bool) -> ClaimedJob {
     job.status = JobStatus::Running;
     job.attempt = job.attempt.saturating_add(1);
+    job.token.0 = job.token.0.saturating_add(1);
+    job.run_started = false;
     job.locked_by = Some(req.worker.clone());
     job.lease_until = Some(req.lease_until);
     job.started_at = Some(req.now);
     job.updated_at = req.now;
-    ClaimedJob {
-        id: job.id,
-        queue: job.queue.clone(),
-        name: job.name.clone(),
-        args: job.args.clone(),
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-        priority: job.priority,
-        timeout: job.timeout,
-        retry_policy: job.retry_policy,
-        resumed,
-    }
+    let mut claimed = ClaimedJob::new(job.id, job.token, job.queue.clone(), job.name.clone(), job.args.clone());
+    claimed.attempt = job.attempt;
+    claimed.max_attempts = job.max_attempts;
+    claimed.priority = job.priority;
+    claimed.timeout = job.timeout;
+    claimed.retry_policy = job.retry_policy;
+    claimed.resumed = resumed;
+    claimed.confirm_start = job.confirm_start;
+    claimed
 }
 
-/// Applies a fenced write (already checked with [`is_held_by`]) to the job's record. A
-/// checkpoint leaves the record alone; storing it is the backend's part.
-pub fn apply(job: &mut JobRecord, write: &Write, now: Timestamp) {
-    match write {
-        Write::Checkpoint { .. } => {}
-        Write::Complete { result, .. } => {
+/// Whether run `claim` of `worker` holds `job`'s lease, so that its writes apply.
+pub fn holds(job: &JobRecord, worker: &str, claim: Claim) -> bool {
+    job.status == JobStatus::Running
+        && job.id == claim.job
+        && job.token == claim.token
+        && job.locked_by.as_deref() == Some(worker)
+}
+
+/// Applies a fenced write (already checked with [`holds`]) to the job's record. A checkpoint
+/// leaves the record alone; storing it is the backend's part.
+pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp) {
+    match op {
+        WriteOp::Start => job.run_started = true,
+        WriteOp::Checkpoint(_) => {}
+        WriteOp::Complete { result } => {
             job.result = Some(result.clone());
             end_run(job, JobStatus::Completed, now);
         }
-        Write::Retry { error, run_at, .. } => {
+        WriteOp::Retry { error, run_at } => {
             job.last_error = Some(error.clone());
             job.run_at = *run_at;
-            end_run(job, JobStatus::Pending, now);
+            end_run(job, initial_status(*run_at, now), now);
         }
-        Write::Fail { error, .. } => {
+        WriteOp::Fail { error } => {
             job.last_error = Some(error.clone());
             end_run(job, JobStatus::Failed, now);
         }
-        Write::Suspend { wake_at, .. } => {
+        WriteOp::Suspend { wake_at } => {
             job.wake_at = *wake_at;
+            job.attempt = job.attempt.saturating_sub(1);
             end_run(job, JobStatus::Waiting, now);
         }
     }
 }
 
-/// Hands a running job back without consuming its attempt.
+/// Hands a running job back without charging its attempt.
 pub fn release(job: &mut JobRecord, now: Timestamp) {
     job.attempt = job.attempt.saturating_sub(1);
     end_run(job, JobStatus::Pending, now);
 }
 
-/// Whether a running job's lease has expired at `now`.
-pub fn is_expired(job: &JobRecord, now: Timestamp) -> bool {
-    job.status == JobStatus::Running && job.lease_until.is_some_and(|l| l < now)
+/// Whether `req` recovers `job`: it is running and its lease expired, or its holder is dead.
+pub fn is_reclaimable(job: &JobRecord, req: &ReclaimRequest) -> bool {
+    job.status == JobStatus::Running
+        && (job.lease_until.is_some_and(|l| l < req.now)
+            || job.locked_by.as_ref().is_some_and(|w| req.dead_workers.contains(w)))
 }
 
-/// Takes an expired lease away: the job fails if that was its last attempt (returns `true`),
-/// else it is pending again at `now`.
-pub fn reclaim(job: &mut JobRecord, now: Timestamp) -> bool {
-    job.last_error = Some(lease_expired_message(job.attempt));
-    if job.attempt >= job.max_attempts {
+/// The order jobs are reclaimed in: lease expiry, then id.
+pub fn reclaim_order(job: &JobRecord) -> (Option<Timestamp>, JobId) {
+    (job.lease_until, job.id)
+}
+
+/// What [`reclaim`] did with one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Charged, pending for another attempt.
+    Requeued,
+    /// Charged, and that was the last attempt: failed.
+    Failed,
+    /// Not charged: its start was not recorded.
+    Released,
+}
+
+/// Takes a lost run's lease away, charging the attempt only if the run's start was recorded.
+pub fn reclaim(job: &mut JobRecord, req: &ReclaimRequest) -> Recovery {
+    let dead = job.locked_by.as_ref().is_some_and(|w| req.dead_workers.contains(w));
+    job.last_error = Some(reclaim_message(job.attempt, job.run_started, dead));
+    let now = req.now;
+    if !job.run_started {
+        job.attempt = job.attempt.saturating_sub(1);
+        job.confirm_start = true;
+        job.run_at = now;
+        end_run(job, JobStatus::Pending, now);
+        Recovery::Released
+    } else if job.attempt >= job.max_attempts {
         end_run(job, JobStatus::Failed, now);
-        true
+        Recovery::Failed
     } else {
         job.run_at = now;
         end_run(job, JobStatus::Pending, now);
-        false
+        Recovery::Requeued
     }
 }
 
-/// Whether a waiting job is due at `now`.
-pub fn is_due(job: &JobRecord, now: Timestamp) -> bool {
-    job.status == JobStatus::Waiting && job.wake_at.is_some_and(|w| w <= now)
+/// The `last_error` of a reclaimed job: whether its worker died or its lease ran out, and
+/// whether the attempt was charged. Shared so every backend words it the same.
+pub fn reclaim_message(attempt: u32, started: bool, dead_worker: bool) -> String {
+    let what =
+        if dead_worker { "its worker process died" } else { "its lease expired (the worker stopped or stalled)" };
+    if started {
+        format!("attempt {attempt} was lost: {what} while the handler ran")
+    } else {
+        format!("attempt {attempt} was lost before its handler's start was recorded: {what}; not charged")
+    }
 }
 
-/// Makes a due waiting job pending at `now`.
-pub fn wake(job: &mut JobRecord, now: Timestamp) {
-    job.status = JobStatus::Pending;
-    job.run_at = now;
-    job.wake_at = None;
-    job.updated_at = now;
-}
-
-/// Whether [`cancel`] applies: the job is waiting to run.
-pub fn is_cancellable(job: &JobRecord) -> bool {
-    matches!(job.status, JobStatus::Pending | JobStatus::Waiting | JobStatus::Paused)
+/// What cancelling `job` would do: [`CancelOutcome::Cancelled`] if it is waiting to run.
+pub fn cancel_outcome(job: &JobRecord) -> CancelOutcome {
+    match job.status {
+        JobStatus::Running => CancelOutcome::Running,
+        s if s.is_terminal() => CancelOutcome::Finished(s),
+        _ => CancelOutcome::Cancelled,
+    }
 }
 
 /// Cancels a job that is waiting to run.
@@ -150,13 +234,23 @@ pub fn is_requeueable(job: &JobRecord) -> bool {
 pub fn requeue(job: &mut JobRecord, now: Timestamp) {
     job.status = JobStatus::Pending;
     job.attempt = 0;
+    job.confirm_start = false;
     job.run_at = now;
     job.finished_at = None;
     job.updated_at = now;
 }
 
+/// The status `job` is counted under at `now`: a due scheduled job is ready (`Pending`).
+pub fn counted_status(job: &JobRecord, now: Timestamp) -> JobStatus {
+    match job.status {
+        JobStatus::Scheduled if job.run_at <= now => JobStatus::Pending,
+        s => s,
+    }
+}
+
 fn end_run(job: &mut JobRecord, status: JobStatus, now: Timestamp) {
     job.status = status;
+    job.run_started = false;
     job.locked_by = None;
     job.lease_until = None;
     job.updated_at = now;

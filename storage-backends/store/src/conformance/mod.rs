@@ -18,23 +18,31 @@
 //! # fn main() {}
 //! ```
 //!
-//! Each case panics with a message saying what it saw when the store breaks the contract.
+//! Each case panics with a message saying what it saw when the store breaks the contract. The
+//! cases adapt to [`Store::capabilities`]: a multi-process store must also keep two handles
+//! opened on the same storage from claiming one job twice. [`differential`] compares the store
+//! with [`MemoryStore`](crate::MemoryStore) over random sequences of calls.
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
 
 mod cases;
+mod differential;
 mod fencing;
+mod scheduling;
 
 pub use cases::*;
+pub use differential::*;
 pub use fencing::*;
+pub use scheduling::*;
 
 use std::time::Duration;
 
-use crate::{ClaimRequest, ClaimedJob, JobId, NewJob, Store, Timestamp};
+use crate::{Claim, ClaimRequest, Enqueued, JobId, NewJob, Store, Timestamp, Write, WriteOutcome};
 
 /// Opens the store under test.
 pub trait Harness {
     /// Opens the storage. Called again after the previous handle was dropped, it must open the
-    /// same storage, as a restarted process would.
+    /// same storage, as a restarted process would. A store whose capabilities say
+    /// `multi_process` may also be opened while another handle is open.
     fn open(&self) -> Box<dyn Store>;
 }
 
@@ -48,29 +56,36 @@ macro_rules! store_conformance_tests {
             get_unknown_job_is_none,
             unique_key_blocks_only_live_jobs,
             unique_key_within_one_batch,
+            unique_window_covers_finished_jobs,
             claim_orders_by_priority_then_run_at_then_id,
-            claim_skips_future_jobs,
             claim_filters_queues_and_names,
             claim_respects_limit_and_never_returns_a_job_twice,
-            claim_sets_lease_and_attempt,
+            claim_sets_lease_token_and_attempt,
+            claim_skips_excluded_jobs,
             claim_reports_whether_checkpoints_exist,
             concurrent_claims_never_share_a_job,
             complete_stores_result_and_ends_run,
-            retry_requeues_with_error_and_run_at,
             fail_is_terminal,
             checkpoints_upsert_and_read_in_index_order,
+            checkpoints_page_by_index,
+            list_filters_and_pages,
+            counts_per_queue_name_and_status,
+            committed_work_survives_reopen,
+            future_jobs_are_scheduled_and_promoted_when_due,
+            retry_schedules_the_next_attempt,
+            claim_reports_the_next_due_time,
             writes_are_fenced_by_worker,
-            writes_after_job_ended_are_refused,
+            writes_are_fenced_by_claim_token,
+            writes_after_run_ended_are_refused,
             mixed_batch_applies_independently,
             renew_extends_and_reports_lost,
             release_returns_attempt,
-            reclaim_requeues_expired_and_fails_exhausted,
-            suspend_and_wake_due,
-            cancel_stops_jobs_that_wait,
-            requeue_revives_failed_and_cancelled_jobs,
-            list_filters_and_pages,
-            counts_per_queue_and_status,
-            committed_work_survives_reopen,
+            reclaim_charges_only_started_runs,
+            reclaim_recovers_dead_workers_and_respects_limit,
+            suspend_waits_uncharged_and_wakes_when_due,
+            cancel_reports_what_it_did,
+            requeue_reports_what_it_did,
+            differential_against_memory_store,
         );
     };
 }
@@ -100,20 +115,9 @@ pub fn at(secs: i64) -> Timestamp {
     Timestamp(T0.0 + secs * 1_000_000)
 }
 
-/// A pending job in queue `default` named `name`, ready at `T0`.
+/// A job in queue `default` named `name`, created and due at `T0`.
 pub fn job(name: &str) -> NewJob {
-    NewJob {
-        queue: "default".into(),
-        name: name.into(),
-        args: br#"{"n":1}"#.to_vec(),
-        priority: 0,
-        run_at: T0,
-        max_attempts: 3,
-        unique_key: None,
-        timeout: None,
-        retry_policy: None,
-        created_at: T0,
-    }
+    NewJob::new("default", name, br#"{"n":1}"#.to_vec(), T0)
 }
 
 /// Enqueues and returns the ids, asserting every job was inserted.
@@ -123,8 +127,8 @@ pub fn insert(store: &dyn Store, jobs: &[NewJob]) -> Vec<JobId> {
         .unwrap()
         .into_iter()
         .map(|e| match e {
-            crate::Enqueued::New(id) => id,
-            crate::Enqueued::Duplicate(id) => panic!("unexpected duplicate of {id}"),
+            Enqueued::New(id) => id,
+            other => panic!("unexpected {other:?}"),
         })
         .collect()
 }
@@ -132,17 +136,20 @@ pub fn insert(store: &dyn Store, jobs: &[NewJob]) -> Vec<JobId> {
 /// A claim for `worker` of up to `limit` jobs named `a`, `b` or `c` from queue `default` at
 /// `now`, with a 30 s lease.
 pub fn claim_req(worker: &str, limit: usize, now: Timestamp) -> ClaimRequest {
-    ClaimRequest {
-        worker: worker.into(),
-        queues: vec!["default".into()],
-        names: vec!["a".into(), "b".into(), "c".into()],
-        limit,
-        now,
-        lease_until: now.saturating_add(Duration::from_secs(30)),
-    }
+    ClaimRequest::new(worker, now, now.saturating_add(Duration::from_secs(30))).names(["a", "b", "c"]).limit(limit)
+}
+
+/// Claims as [`claim_req`] and returns the runs.
+pub fn claim_runs(store: &dyn Store, worker: &str, limit: usize, now: Timestamp) -> Vec<Claim> {
+    store.claim(&claim_req(worker, limit, now)).unwrap().jobs.iter().map(crate::ClaimedJob::claim).collect()
 }
 
 /// Claims as [`claim_req`] and returns the ids.
 pub fn claim_ids(store: &dyn Store, worker: &str, limit: usize, now: Timestamp) -> Vec<JobId> {
-    store.claim(&claim_req(worker, limit, now)).unwrap().iter().map(|c: &ClaimedJob| c.id).collect()
+    claim_runs(store, worker, limit, now).into_iter().map(|c| c.job).collect()
+}
+
+/// Commits `writes` as `worker` at `now` and returns the outcomes.
+pub fn commit(store: &dyn Store, worker: &str, now: Timestamp, writes: &[Write]) -> Vec<WriteOutcome> {
+    store.commit(worker, now, writes).unwrap()
 }

@@ -1,0 +1,187 @@
+//! Running one claimed job on the calling thread and turning its outcome into a write: the
+//! part of a worker that needs no pool (a worker thread and [`Queue::run_one`] share it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_jobs_store::{ClaimRequest, ClaimedJob, Write, WriteOp, WriteOutcome};
+
+use crate::failure::Failure;
+use crate::queue::QueueInner;
+use crate::registry::HandlerError;
+use crate::retry::{self, with_patience, Patience};
+use crate::signal::JobSignal;
+use crate::{names, unwind, Error, JobContext, Queue};
+
+/// How long writes made on the job's own thread (a start to confirm, `run_one`'s outcome)
+/// keep being retried on retryable store errors.
+const PATIENCE: Patience = Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(500) };
+
+/// The lease `run_one` takes: it is not renewed, so it outlasts any reasonable handler.
+const RUN_ONE_LEASE: Duration = Duration::from_secs(300);
+
+/// What to do after a run.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Commit this (a completion, a retry or a failure).
+    Write(Write),
+    /// Hand the job back without charging it: the worker is stopping.
+    Release,
+    /// Nothing to write: the run no longer holds the job.
+    Discard,
+}
+
+/// Runs `job` on this thread for `worker` and says what to write. `signal` tells the handler
+/// to stop; a job that must confirm its start gets it committed before the handler runs. The
+/// caller then tells the queue [`handler_returned`](QueueInner::handler_returned).
+pub(crate) fn execute(
+    queue: &Arc<QueueInner>,
+    worker: &Arc<str>,
+    job: &ClaimedJob,
+    signal: &Arc<JobSignal>,
+) -> Outcome {
+    if job.confirm_start {
+        if let Err(outcome) = confirm_start(queue, worker, job, signal) {
+            return outcome;
+        }
+    }
+    let started = queue.clock.monotonic();
+    let ctx = JobContext::new(queue.clone(), worker.clone(), job, signal.clone(), started);
+    let handler = queue.registry.read().get(&job.name);
+    let result = match handler {
+        // Registration cannot be undone, so this is only reachable through a store bug.
+        None => Err(Failure::Retry { message: format!("no handler for {:?} in this worker", job.name), after: None }),
+        Some(handler) => match unwind::catch(|| handler(&ctx, &job.args)) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(HandlerError::Failed(e))) => Err(Failure::of(&e)),
+            Ok(Err(HandlerError::Decode(source))) => {
+                let e = Error::Decode { job: job.id, name: job.name.clone(), what: "arguments", source };
+                Err(Failure::Permanent(e.to_string()))
+            }
+            Ok(Err(HandlerError::Encode(source))) => {
+                Err(Failure::Permanent(Error::Encode { name: job.name.clone(), what: "result", source }.to_string()))
+            }
+            Err(panic) => Err(Failure::Retry { message: format!("handler panicked: {panic}"), after: None }),
+        },
+    };
+    let timed_out = job.timeout.filter(|_| ctx.time_left() == Some(Duration::ZERO));
+    drop(ctx);
+    outcome(queue, job, signal, result, timed_out)
+}
+
+/// Commits the start of a run that must confirm it before its handler runs.
+fn confirm_start(queue: &QueueInner, worker: &str, job: &ClaimedJob, signal: &JobSignal) -> Result<(), Outcome> {
+    let writes = [Write::start(job.claim())];
+    let commit = || queue.store.commit(worker, queue.now(), &writes);
+    match with_patience(&*queue.clock, "record a start", &PATIENCE, || !signal.is_cancelled(), commit) {
+        Ok(out) if out.first() == Some(&WriteOutcome::Applied) => Ok(()),
+        Ok(_) => {
+            signal.lose_lease();
+            Err(Outcome::Discard)
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "could not record the start of a job; it is handed back");
+            Err(Outcome::Release)
+        }
+    }
+}
+
+/// The write for a run's result.
+fn outcome(
+    queue: &QueueInner,
+    job: &ClaimedJob,
+    signal: &JobSignal,
+    result: Result<Vec<u8>, Failure>,
+    timed_out: Option<Duration>,
+) -> Outcome {
+    if signal.is_lease_lost() {
+        // Another worker may own the job now; the write would be refused.
+        tracing::warn!(job = %job.id, "job finished after losing its lease; outcome discarded");
+        return Outcome::Discard;
+    }
+    let result = match timed_out {
+        // A result that comes after the deadline is a timeout, whatever it is.
+        Some(timeout) => {
+            Err(Failure::Retry { message: Error::TimedOut { job: job.id, timeout }.to_string(), after: None })
+        }
+        None => result,
+    };
+    let claim = job.claim();
+    match result {
+        Ok(value) => match queue.check_size(&job.name, "result", value.len()) {
+            Ok(()) => Outcome::Write(Write::complete(claim, value)),
+            Err(e) => Outcome::Write(Write::fail(claim, e.to_string())),
+        },
+        // Stopped by the shutdown: released (not failed), its attempt given back.
+        Err(_) if signal.is_cancelled() && timed_out.is_none() => Outcome::Release,
+        Err(failure) => Outcome::Write(failure_write(queue, job, failure)),
+    }
+}
+
+/// A retry if attempts remain and the error allows it, else a terminal failure.
+pub(crate) fn failure_write(queue: &QueueInner, job: &ClaimedJob, failure: Failure) -> Write {
+    tracing::debug!(job = %job.id, name = %job.name, attempt = job.attempt, error = failure.message(), "attempt failed");
+    match failure {
+        Failure::Retry { message, after } if job.attempt < job.max_attempts => {
+            let delay = after.unwrap_or_else(|| retry::backoff(job.retry_policy, job.attempt));
+            Write::retry(job.claim(), message, queue.now().saturating_add(delay))
+        }
+        Failure::Retry { message, .. } | Failure::Permanent(message) => Write::fail(job.claim(), message),
+    }
+}
+
+impl QueueInner {
+    /// After a commit of `writes`: wakes waiters, and workers for retries coming due.
+    pub(crate) fn committed(&self, writes: &[Write]) {
+        for write in writes {
+            if let WriteOp::Retry { run_at, .. } = &write.op {
+                self.wake_workers(*run_at);
+            }
+        }
+        self.notify_committed();
+    }
+}
+
+impl Queue {
+    /// Claims one ready job of `queue` with a registered name, runs it on the calling thread
+    /// and commits its outcome: no pool, no background thread. Returns the job's id, or `None`
+    /// if nothing was ready. For tests (with a [`ManualClock`](crate::ManualClock)), scripts
+    /// and command-line tools.
+    ///
+    /// The job's lease (5 minutes) is not renewed: use a worker pool for longer handlers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a bad queue name, [`Error::Store`] if the claim or the
+    /// outcome's commit fails (the job is then recovered when its lease expires).
+    pub fn run_one(&self, queue: &str) -> Result<Option<durable_jobs_store::JobId>, Error> {
+        names::validate("queue", queue)?;
+        let inner = &self.inner;
+        let names = inner.registry.read().names();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let worker: Arc<str> = format!("{}-run-one-{:016x}", std::process::id(), fastrand::u64(..)).into();
+        let now = inner.now();
+        let req = ClaimRequest::new(&*worker, now, now.saturating_add(RUN_ONE_LEASE))
+            .queues([queue])
+            .names(names.iter().cloned())
+            .exclude(inner.quarantined());
+        let Some(job) = inner.store.claim(&req)?.jobs.into_iter().next() else { return Ok(None) };
+        let outcome = execute(inner, &worker, &job, &Arc::new(JobSignal::default()));
+        inner.handler_returned(job.id);
+        match outcome {
+            Outcome::Write(write) => {
+                let writes = [write];
+                let commit = || inner.store.commit(&worker, inner.now(), &writes);
+                with_patience(&*inner.clock, "commit", &PATIENCE, || true, commit)?;
+                inner.committed(&writes);
+            }
+            Outcome::Release => {
+                inner.store.release(&worker, &[job.claim()], inner.now())?;
+            }
+            Outcome::Discard => {}
+        }
+        Ok(Some(job.id))
+    }
+}

@@ -1,0 +1,35 @@
+//! The heartbeat: renews the leases of every held run, on a thread of its own so that no
+//! other work (a reaper's batch, a slow claim) delays it.
+
+use std::sync::Arc;
+
+use super::WorkerShared;
+
+pub(crate) fn run(shared: &Arc<WorkerShared>) {
+    let every = shared.lease / 3;
+    loop {
+        let next = shared.clock().monotonic().saturating_add(every);
+        if shared.wait_stop(next) {
+            return;
+        }
+        renew(shared);
+    }
+}
+
+/// Renews every held run's lease; runs whose lease is gone are told so.
+pub(crate) fn renew(shared: &WorkerShared) {
+    let claims = shared.held.renewable();
+    if claims.is_empty() {
+        return;
+    }
+    let lease_until = shared.queue.now().saturating_add(shared.lease);
+    match shared.queue.store.renew(&shared.worker_id, &claims, lease_until) {
+        Ok(lost) if !lost.is_empty() => {
+            tracing::warn!(jobs = ?lost.iter().map(|c| c.job).collect::<Vec<_>>(), "leases lost; the jobs' writes will be refused");
+            shared.held.lose(&lost);
+        }
+        Ok(_) => {}
+        // Two more heartbeats come before the lease runs out.
+        Err(e) => tracing::warn!(error = %e, jobs = claims.len(), "lease renewal failed"),
+    }
+}

@@ -1,0 +1,97 @@
+//! Upgrading a database written in an older format, in one transaction (all or nothing).
+
+use std::time::Duration;
+
+use durable_jobs_store::{transition, JobStatus, RetryPolicy, StoreError, Timestamp};
+use serde::Deserialize;
+
+use crate::codec;
+use crate::error::store_error;
+use crate::store::SledStore;
+use crate::tx::TxError;
+
+/// A job as format 1 stored it.
+#[derive(Deserialize)]
+struct JobV1 {
+    id: i64,
+    queue: String,
+    name: String,
+    args: Vec<u8>,
+    status: String,
+    priority: i32,
+    run_at: i64,
+    attempt: u32,
+    max_attempts: u32,
+    unique_key: Option<String>,
+    timeout_us: Option<u64>,
+    backoff_us: Option<(u64, u64)>,
+    locked_by: Option<String>,
+    lease_until: Option<i64>,
+    wake_at: Option<i64>,
+    last_error: Option<String>,
+    result: Option<Vec<u8>>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    updated_at: i64,
+}
+
+/// A checkpoint as format 1 stored it.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    name: String,
+    ok: bool,
+    value: Vec<u8>,
+}
+
+/// Rewrites every job and checkpoint of a format-1 database in the current format and builds
+/// the current indexes. Format 1's own claim index is left behind in its old tree, unread.
+pub(crate) fn from_v1(store: &SledStore, now: Timestamp) -> Result<(), StoreError> {
+    let mut jobs = Vec::new();
+    for entry in &store.trees().jobs {
+        let (_, bytes) = entry.map_err(|e| store_error("read jobs to upgrade", e))?;
+        let old: JobV1 = postcard::from_bytes(&bytes).map_err(|e| codec::corrupt_entry("format 1 job", &e))?;
+        let mut job = codec::record(old.id, old.queue, old.name, old.args, &old.status, old.created_at)?;
+        job.priority = old.priority;
+        job.run_at = Timestamp(old.run_at);
+        job.attempt = old.attempt;
+        job.max_attempts = old.max_attempts;
+        job.unique_key = old.unique_key;
+        job.timeout = old.timeout_us.map(Duration::from_micros);
+        job.retry_policy = old
+            .backoff_us
+            .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) });
+        job.locked_by = old.locked_by;
+        job.lease_until = old.lease_until.map(Timestamp);
+        job.wake_at = old.wake_at.map(Timestamp);
+        job.last_error = old.last_error;
+        job.result = old.result;
+        job.started_at = old.started_at.map(Timestamp);
+        job.finished_at = old.finished_at.map(Timestamp);
+        job.updated_at = Timestamp(old.updated_at);
+        if job.status == JobStatus::Pending {
+            job.status = transition::initial_status(job.run_at, now);
+        }
+        jobs.push(job);
+    }
+    let mut checkpoints = Vec::new();
+    for entry in &store.trees().checkpoints {
+        let (key, bytes) = entry.map_err(|e| store_error("read checkpoints to upgrade", e))?;
+        let old: CheckpointV1 =
+            postcard::from_bytes(&bytes).map_err(|e| codec::corrupt_entry("format 1 checkpoint", &e))?;
+        let index = key.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+        let job = crate::keys::id_from(key.get(..8).unwrap_or_default());
+        if let Some(job) = job {
+            checkpoints.push((job, codec::checkpoint(index, old.name, old.ok, old.value, false)));
+        }
+    }
+    store.write("upgrade format 1", |tx| {
+        for job in &jobs {
+            tx.save(None, job)?;
+        }
+        for (job, checkpoint) in &checkpoints {
+            tx.put_checkpoint(*job, checkpoint)?;
+        }
+        tx.set_format().map_err(TxError::from)
+    })
+}

@@ -1,0 +1,265 @@
+//! Claiming: promoting due jobs, taking ready ones in order, and finding the next due time.
+//!
+//! Ready jobs sit in `dj_jobs_ready`, ordered per queue and name exactly as they are claimed,
+//! so a claim reads only jobs it can take: not-yet-due jobs are `scheduled` (another index)
+//! and jobs of names the worker cannot run are under other keys. Claiming across several
+//! queues or names merges the heads of their index ranges.
+
+use durable_jobs_store::{ClaimRequest, Claimed, ClaimedJob, JobId, Timestamp};
+use rusqlite::{params, Connection};
+
+use crate::rows::{self, Bytes};
+
+/// What [`claim`] sets on every job it takes: `?1` worker, `?2` lease, `?3` now.
+macro_rules! take {
+    ($($which:tt)*) => {
+        concat!(
+            "UPDATE dj_jobs SET status = 'running', attempt = attempt + 1, token = token + 1, run_started = 0,
+                    locked_by = ?1, lease_until = ?2, started_at = ?3, updated_at = ?3
+             WHERE id IN (",
+            $($which)*,
+            ")
+             RETURNING id, token, queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us,
+                       backoff_max_us, EXISTS (SELECT 1 FROM dj_checkpoints WHERE job_id = dj_jobs.id),
+                       confirm_start, run_at"
+        )
+    };
+}
+
+/// The best ready jobs of one queue (`?4`) and name (`?5`), at most `?6`, in claim order.
+macro_rules! best {
+    () => {
+        "SELECT id FROM dj_jobs WHERE status = 'pending' AND queue = ?4 AND name = ?5
+         ORDER BY priority DESC, run_at, id LIMIT ?6"
+    };
+}
+
+#[cfg(test)]
+const BEST: &str = best!();
+
+/// One queue and one name, nothing excluded: scan and update in one statement.
+const TAKE_BEST: &str = take!(best!());
+
+/// The candidates of one queue and name, with their sort key.
+const CANDIDATES: &str =
+    "SELECT priority, run_at, id FROM dj_jobs WHERE status = 'pending' AND queue = ?1 AND name = ?2
+     ORDER BY priority DESC, run_at, id LIMIT ?3";
+
+/// Chosen jobs, by id (`?4`: a JSON array).
+const TAKE_CHOSEN: &str = take!("SELECT value FROM json_each(?4)");
+
+const PROMOTE_SCHEDULED: &str = "UPDATE dj_jobs SET status = 'pending', updated_at = ?2
+     WHERE status = 'scheduled' AND queue = ?1 AND run_at <= ?2";
+
+const WAKE_WAITING: &str = "UPDATE dj_jobs SET status = 'pending', run_at = wake_at, wake_at = NULL, updated_at = ?2
+     WHERE status = 'waiting' AND queue = ?1 AND wake_at <= ?2";
+
+const ANY_READY: &str = "SELECT 1 FROM dj_jobs WHERE status = 'pending' AND queue = ?1 AND name = ?2 LIMIT 1";
+
+const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM dj_jobs WHERE status = 'scheduled' AND queue = ?1 AND run_at <= ?2)
+     OR EXISTS (SELECT 1 FROM dj_jobs WHERE status = 'waiting' AND queue = ?1 AND wake_at <= ?2)";
+
+const NEXT_SCHEDULED: &str = "SELECT MIN(run_at) FROM dj_jobs WHERE status = 'scheduled' AND queue = ?1";
+
+const NEXT_WAKE: &str =
+    "SELECT MIN(wake_at) FROM dj_jobs WHERE status = 'waiting' AND queue = ?1 AND wake_at IS NOT NULL";
+
+/// The queues and names of a request, each once.
+fn pairs(req: &ClaimRequest) -> (Vec<&str>, Vec<&str>) {
+    let mut queues: Vec<&str> = req.queues.iter().map(String::as_str).collect();
+    let mut names: Vec<&str> = req.names.iter().map(String::as_str).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    names.sort_unstable();
+    names.dedup();
+    (queues, names)
+}
+
+/// Whether a claim would change anything: a ready job it could take, or a due job to promote.
+/// A read, so that an idle worker's claims do not take the write lock.
+pub(crate) fn has_work(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<bool> {
+    if req.limit == 0 {
+        return Ok(false);
+    }
+    let (queues, names) = pairs(req);
+    let mut ready = conn.prepare_cached(ANY_READY)?;
+    let mut due = conn.prepare_cached(ANY_DUE)?;
+    for queue in queues {
+        if due.query_row(params![queue, req.now.0], |r| r.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+        for &name in &names {
+            if ready.exists(params![queue, name])? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The earliest time a job of the requested queues becomes due.
+pub(crate) fn next_due(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<Timestamp>> {
+    let (queues, _) = pairs(req);
+    let mut scheduled = conn.prepare_cached(NEXT_SCHEDULED)?;
+    let mut wake = conn.prepare_cached(NEXT_WAKE)?;
+    let mut next: Option<i64> = None;
+    for queue in queues {
+        for stmt in [&mut scheduled, &mut wake] {
+            if let Some(at) = stmt.query_row([queue], |r| r.get::<_, Option<i64>>(0))? {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+    }
+    Ok(next.map(Timestamp))
+}
+
+/// Promotes due jobs, then claims, inside the caller's write transaction.
+pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Claimed> {
+    if req.limit == 0 {
+        return Ok(Claimed::default());
+    }
+    let (queues, names) = pairs(req);
+    let mut promote = conn.prepare_cached(PROMOTE_SCHEDULED)?;
+    let mut wake = conn.prepare_cached(WAKE_WAITING)?;
+    for queue in &queues {
+        promote.execute(params![queue, req.now.0])?;
+        wake.execute(params![queue, req.now.0])?;
+    }
+    let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+    let lease = (req.worker.as_str(), req.lease_until.0, req.now.0);
+    let mut taken = if let ([queue], [name], true) = (queues.as_slice(), names.as_slice(), req.exclude.is_empty()) {
+        let mut stmt = conn.prepare_cached(TAKE_BEST)?;
+        // Stepped to the end, not `query_row`: a RETURNING statement reset before it is done
+        // stops WAL auto-checkpoints (see PERFORMANCE.md).
+        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, queue, name, limit])?)?;
+        taken
+    } else {
+        let chosen = choose(conn, req, &queues, &names)?;
+        let ids = serde_json::to_string(&chosen).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let mut stmt = conn.prepare_cached(TAKE_CHOSEN)?;
+        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, ids])?)?;
+        taken
+    };
+    // RETURNING has no order: restore the claim order.
+    taken.sort_by_key(|(run_at, job)| (std::cmp::Reverse(job.priority), *run_at, job.id));
+    let jobs: Vec<ClaimedJob> = taken.into_iter().map(|(_, job)| job).collect();
+    let next_due = if jobs.len() < req.limit { next_due(conn, req)? } else { None };
+    Ok(Claimed::new(jobs, next_due))
+}
+
+/// Merges the heads of each queue and name's ready range: the best `limit` jobs not excluded.
+fn choose(conn: &Connection, req: &ClaimRequest, queues: &[&str], names: &[&str]) -> rusqlite::Result<Vec<i64>> {
+    let per_range = i64::try_from(req.limit.saturating_add(req.exclude.len())).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(CANDIDATES)?;
+    let mut found: Vec<(std::cmp::Reverse<i32>, i64, i64)> = Vec::new();
+    for queue in queues {
+        for name in names {
+            let rows = stmt.query_map(params![queue, name, per_range], |r| {
+                Ok((std::cmp::Reverse(r.get::<_, i32>(0)?), r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            for row in rows {
+                let row = row?;
+                if !req.exclude.contains(&JobId(row.2)) {
+                    found.push(row);
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    Ok(found.into_iter().take(req.limit).map(|(_, _, id)| id).collect())
+}
+
+/// Reads the rows of a `take!` statement.
+fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<(i64, ClaimedJob)>> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut job = ClaimedJob::new(
+            JobId(r.get(0)?),
+            rows::token(r.get(1)?),
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Bytes>(4)?.0,
+        );
+        job.attempt = rows::count(r.get(5)?);
+        job.max_attempts = rows::count(r.get(6)?);
+        job.priority = r.get(7)?;
+        job.timeout = rows::duration(r.get(8)?);
+        job.retry_policy = rows::retry_policy(r.get(9)?, r.get(10)?);
+        job.resumed = r.get(11)?;
+        job.confirm_start = r.get(12)?;
+        out.push((r.get(13)?, job));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::tests::plan;
+
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::schema::migrate(&mut conn, 0).expect("migrate");
+        conn
+    }
+
+    /// A claim must walk `dj_jobs_ready` in order. A temp B-tree here means SQLite sorts every
+    /// ready job of the queue on each claim (56 claims/s instead of ~4.5k; PERFORMANCE.md).
+    #[test]
+    fn claims_walk_the_ready_index_without_sorting() {
+        let conn = migrated();
+        for sql in [BEST, TAKE_BEST, CANDIDATES, ANY_READY] {
+            let claim = plan(&conn, sql);
+            assert!(claim.contains("INDEX dj_jobs_ready (queue=? AND name=?)"), "claim plan:\n{claim}");
+            assert!(!claim.contains("TEMP B-TREE"), "claim plan sorts:\n{claim}");
+        }
+        for (sql, index) in
+            [(PROMOTE_SCHEDULED, "dj_jobs_due"), (NEXT_SCHEDULED, "dj_jobs_due"), (WAKE_WAITING, "dj_jobs_wake")]
+        {
+            assert!(plan(&conn, sql).contains(index), "{sql}:\n{}", plan(&conn, sql));
+        }
+        assert!(plan(&conn, NEXT_WAKE).contains("dj_jobs_wake"), "{}", plan(&conn, NEXT_WAKE));
+        assert!(plan(&conn, ANY_DUE).contains("dj_jobs_due"), "{}", plan(&conn, ANY_DUE));
+    }
+
+    /// G7 / S12 and issue 9: a claim reads the same with a million finished jobs, 200k jobs due
+    /// in the future at a higher priority, or 200k jobs of a name nobody claims: the SQLite
+    /// virtual-machine steps of the claim scan are counted, not timed.
+    #[test]
+    fn claim_cost_does_not_grow_with_what_it_cannot_take() {
+        let steps = |fill: &[(&str, &str, i64, i64)]| -> i32 {
+            let conn = migrated();
+            for &(status, name, priority, n) in fill {
+                conn.execute_batch(&format!(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+                     INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
+                                          created_at, updated_at)
+                     SELECT 'default', '{name}', '{{}}', '{status}', {priority} + i % 3, i, 1, 3, i, i FROM n"
+                ))
+                .expect("fill");
+            }
+            conn.execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+                 INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
+                                      created_at, updated_at)
+                 SELECT 'default', 'a', '{}', 'pending', i % 3, i, 1, 3, i, i FROM n",
+            )
+            .expect("fill ready");
+            let mut stmt = conn.prepare(BEST).expect("prepare");
+            let ids = stmt.query_map(params![0, 0, 0, "default", "a", 100], |r| r.get::<_, i64>(0)).expect("scan");
+            assert_eq!(ids.count(), 100);
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        };
+        let empty = steps(&[]);
+        assert!(empty > 0);
+        for (what, fill) in [
+            ("1M finished jobs", vec![("completed", "a", 0, 1_000_000)]),
+            ("200k future jobs of higher priority", vec![("scheduled", "a", 10, 200_000)]),
+            ("200k ready jobs of a name nobody claims", vec![("pending", "nobody", 10, 200_000)]),
+        ] {
+            let full = steps(&fill);
+            eprintln!("claim scan: {empty} VM steps with nothing else, {full} with {what}");
+            assert!(full <= 2 * empty, "claim scan: {full} VM steps with {what}, {empty} without");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The differential test: random sequences of every `Store` call, with a clock that moves and
+//! jumps, on the store under test and on [`MemoryStore`], whose results and records must agree.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use fastrand::Rng;
+
+use super::{Harness, T0};
+use crate::{
+    Checkpoint, Claim, ClaimRequest, ClaimToken, JobFilter, JobId, JobStatus, MemoryStore, NewJob, ReclaimRequest,
+    RetryPolicy, Store, StoreError, Timestamp, Write,
+};
+
+const QUEUES: [&str; 2] = ["default", "mail"];
+const NAMES: [&str; 4] = ["a", "b", "c", "zzz"];
+const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
+
+/// Runs [`differential`] with the seed in `DJ_SEED`, or a fresh one (printed on failure).
+pub fn differential_against_memory_store(h: &dyn Harness) {
+    let seed = std::env::var("DJ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    differential(h, seed, 1500);
+}
+
+/// Runs `steps` random calls with `seed` on a fresh store from `h` and on a [`MemoryStore`],
+/// panicking at the first result or record that differs (the message names the seed, the
+/// step and both values).
+pub fn differential(h: &dyn Harness, seed: u64, steps: usize) {
+    let tested = h.open();
+    let mut run = Run { rng: Rng::with_seed(seed), now: T0, claims: Vec::new(), jobs: 0, seed, step: 0 };
+    let reference = MemoryStore::new();
+    for step in 0..steps {
+        run.step = step;
+        run.one_call(&reference, &*tested);
+        if step % 50 == 49 || step + 1 == steps {
+            run.compare_everything(&reference, &*tested);
+        }
+    }
+}
+
+struct Run {
+    rng: Rng,
+    now: Timestamp,
+    /// Every run ever claimed, with its worker (stale ones too: their writes must be refused).
+    claims: Vec<(String, Claim)>,
+    /// Jobs enqueued so far (ids are 1..=jobs on both stores).
+    jobs: i64,
+    seed: u64,
+    step: usize,
+}
+
+impl Run {
+    fn secs(&mut self, lo: i64, hi: i64) -> Timestamp {
+        Timestamp(self.now.0 + self.rng.i64(lo..=hi) * 1_000_000)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.rng.usize(..from.len())]
+    }
+
+    fn some(&mut self, from: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = from.iter().filter(|_| self.rng.bool()).map(|s| (*s).to_owned()).collect();
+        if out.is_empty() {
+            out.push(self.pick(from).to_owned());
+        }
+        out
+    }
+
+    /// A job id, usually one that exists.
+    fn job_id(&mut self) -> JobId {
+        JobId(self.rng.i64(1..=self.jobs + 2))
+    }
+
+    fn check<T: PartialEq + Debug>(
+        &self,
+        what: &str,
+        expected: Result<T, StoreError>,
+        got: Result<T, StoreError>,
+    ) -> T {
+        let context =
+            format!("differential test, seed {} (rerun with DJ_SEED={}), step {}", self.seed, self.seed, self.step);
+        let expected = expected.unwrap_or_else(|e| panic!("{context}: MemoryStore failed {what}: {e}"));
+        let got = got.unwrap_or_else(|e| panic!("{context}: the store failed {what}: {e}"));
+        assert_eq!(got, expected, "{context}: {what} differs (left: the store, right: MemoryStore)");
+        got
+    }
+
+    fn one_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
+        self.tick();
+        match self.rng.u32(0..100) {
+            0..=19 => {
+                let jobs: Vec<NewJob> = (0..self.rng.usize(1..=3)).map(|_| self.new_job()).collect();
+                let out = self.check("enqueue", reference.enqueue(&jobs), tested.enqueue(&jobs));
+                self.jobs += out.iter().filter(|e| matches!(e, crate::Enqueued::New(_))).count() as i64;
+            }
+            20..=39 => {
+                let req = self.claim_request();
+                let out = self.check("claim", reference.claim(&req), tested.claim(&req));
+                self.claims.extend(out.jobs.iter().map(|j| (req.worker.clone(), j.claim())));
+            }
+            40..=59 if !self.claims.is_empty() => {
+                let (worker, writes) = self.writes();
+                self.check(
+                    "commit",
+                    reference.commit(&worker, self.now, &writes),
+                    tested.commit(&worker, self.now, &writes),
+                );
+            }
+            60..=64 if !self.claims.is_empty() => {
+                let (worker, claims) = self.some_claims();
+                let until = self.secs(1, 30);
+                self.check("renew", reference.renew(&worker, &claims, until), tested.renew(&worker, &claims, until));
+            }
+            65..=68 if !self.claims.is_empty() => {
+                let (worker, claims) = self.some_claims();
+                self.check(
+                    "release",
+                    reference.release(&worker, &claims, self.now),
+                    tested.release(&worker, &claims, self.now),
+                );
+            }
+            69..=76 => {
+                let dead = if self.rng.u8(..4) == 0 { self.some(&WORKERS) } else { Vec::new() };
+                let req = ReclaimRequest::new(self.now, self.rng.usize(1..=4)).dead_workers(dead);
+                self.check("reclaim", reference.reclaim(&req), tested.reclaim(&req));
+            }
+            77..=80 => {
+                let id = self.job_id();
+                self.check("cancel", reference.cancel(id, self.now), tested.cancel(id, self.now));
+            }
+            81..=84 => {
+                let id = self.job_id();
+                self.check("requeue", reference.requeue(id, self.now), tested.requeue(id, self.now));
+            }
+            85..=88 => {
+                let (id, from, limit) = (self.job_id(), self.rng.u32(0..4), self.rng.usize(0..5));
+                self.check("checkpoints", reference.checkpoints(id, from, limit), tested.checkpoints(id, from, limit));
+            }
+            89..=92 => {
+                self.check("counts", reference.counts(self.now), tested.counts(self.now));
+            }
+            93..=96 => {
+                let filter = self.filter();
+                self.check("list", reference.list(&filter), tested.list(&filter));
+            }
+            _ => {
+                let id = self.job_id();
+                self.check("get", reference.get(id), tested.get(id));
+            }
+        }
+    }
+
+    /// Moves the clock: mostly forward a little, sometimes a jump either way.
+    fn tick(&mut self) {
+        let micros = match self.rng.u8(..20) {
+            0 => -5_000_000,
+            1 => 60_000_000,
+            _ => self.rng.i64(0..=3_000_000),
+        };
+        self.now = Timestamp(self.now.0 + micros);
+    }
+
+    fn new_job(&mut self) -> NewJob {
+        let (queue, name) = (self.pick(&QUEUES), self.pick(&NAMES));
+        let args = format!("{{\"n\":{}}}", self.rng.u32(..1000)).into_bytes();
+        let run_at = self.secs(-5, 10);
+        let mut job = NewJob::new(queue, name, args, self.now)
+            .priority(self.rng.i32(-1..=2))
+            .run_at(run_at)
+            .max_attempts(self.rng.u32(1..=3));
+        if self.rng.u8(..4) == 0 {
+            job = job.unique_key(self.pick(&["k1", "k2"]));
+            if self.rng.bool() {
+                job = job.unique_window(Duration::from_secs(self.rng.u64(1..=30)));
+            }
+        }
+        if self.rng.u8(..4) == 0 {
+            job = job.timeout(Duration::from_millis(self.rng.u64(1..=5000)));
+        }
+        if self.rng.u8(..4) == 0 {
+            job = job.retry_policy(RetryPolicy { base: Duration::from_millis(10), max: Duration::from_secs(9) });
+        }
+        job
+    }
+
+    fn claim_request(&mut self) -> ClaimRequest {
+        let until = self.secs(1, 20);
+        let exclude = (0..self.rng.usize(0..3)).map(|_| self.job_id()).collect();
+        ClaimRequest::new(self.pick(&WORKERS), self.now, until)
+            .queues(self.some(&QUEUES))
+            .names(self.some(&NAMES[..3]))
+            .limit(self.rng.usize(0..=4))
+            .exclude(exclude)
+    }
+
+    /// A worker and a few writes of its runs (sometimes of another worker's, or made up).
+    fn writes(&mut self) -> (String, Vec<Write>) {
+        let (worker, _) = self.claims[self.rng.usize(..self.claims.len())].clone();
+        let worker = if self.rng.u8(..10) == 0 { self.pick(&WORKERS).to_owned() } else { worker };
+        let writes = (0..self.rng.usize(1..=3))
+            .map(|_| {
+                let mut claim = self.claims[self.rng.usize(..self.claims.len())].1;
+                if self.rng.u8(..10) == 0 {
+                    claim.token = ClaimToken(claim.token.0 + 1);
+                }
+                self.write(claim)
+            })
+            .collect();
+        (worker, writes)
+    }
+
+    fn write(&mut self, claim: Claim) -> Write {
+        let index = self.rng.u32(0..4);
+        match self.rng.u8(..7) {
+            0 => Write::start(claim),
+            1 => Write::checkpoint(claim, Checkpoint::value(index, self.pick(&NAMES), b"1".to_vec())),
+            2 => {
+                let retryable = self.rng.bool();
+                Write::checkpoint(claim, Checkpoint::error(index, self.pick(&NAMES), "oops", retryable))
+            }
+            3 => Write::complete(claim, format!("{}", self.rng.u8(..)).into_bytes()),
+            4 => {
+                let at = self.secs(-2, 5);
+                Write::retry(claim, "try again", at)
+            }
+            5 => Write::fail(claim, "broken"),
+            _ => {
+                let wake = self.rng.bool().then(|| self.secs(-1, 8));
+                Write::suspend(claim, wake)
+            }
+        }
+    }
+
+    /// A worker and some runs to renew or release (usually its own).
+    fn some_claims(&mut self) -> (String, Vec<Claim>) {
+        let (worker, _) = self.claims[self.rng.usize(..self.claims.len())].clone();
+        let claims = (0..self.rng.usize(1..=3)).map(|_| self.claims[self.rng.usize(..self.claims.len())].1).collect();
+        (worker, claims)
+    }
+
+    fn filter(&mut self) -> JobFilter {
+        let mut f = JobFilter::new().limit(self.rng.usize(0..6)).offset(self.rng.usize(0..3));
+        if self.rng.bool() {
+            f = f.status(JobStatus::ALL[self.rng.usize(..JobStatus::ALL.len())]);
+        }
+        if self.rng.u8(..3) == 0 {
+            f = f.queue(self.pick(&QUEUES));
+        }
+        if self.rng.u8(..3) == 0 {
+            f = f.name(self.pick(&NAMES));
+        }
+        if self.rng.u8(..3) == 0 {
+            f = f.after(self.job_id());
+        }
+        f
+    }
+
+    /// Every record and every checkpoint.
+    fn compare_everything(&self, reference: &MemoryStore, tested: &dyn Store) {
+        let all = JobFilter::new().limit(usize::MAX);
+        let records = self.check("every record", reference.list(&all), tested.list(&all));
+        for record in records {
+            let (id, n) = (record.id, usize::MAX);
+            self.check("checkpoints of a job", reference.checkpoints(id, 0, n), tested.checkpoints(id, 0, n));
+        }
+    }
+}
