@@ -24,11 +24,13 @@ pub(crate) fn renew(shared: &WorkerShared) {
     }
     let lease_until = shared.queue.now().saturating_add(shared.lease);
     match shared.queue.store.renew(&shared.worker_id, &claims, lease_until) {
-        Ok(lost) if !lost.is_empty() => {
-            tracing::warn!(jobs = ?lost.iter().map(|c| c.job).collect::<Vec<_>>(), "leases lost; the jobs' writes will be refused");
-            shared.held.lose(&lost);
+        Ok(lost) => {
+            let lost = shared.held.lose_running(&lost);
+            if !lost.is_empty() {
+                let jobs: Vec<_> = lost.iter().map(|c| c.job).collect();
+                tracing::warn!(?jobs, "leases lost; the jobs' writes will be refused");
+            }
         }
-        Ok(_) => {}
         // Two more heartbeats come before the lease runs out.
         Err(e) => tracing::warn!(error = %e, jobs = claims.len(), "lease renewal failed"),
     }

@@ -115,6 +115,19 @@ impl Held {
         self.0.lock().iter().filter(|(_, e)| !e.signal.is_lease_lost()).map(|(c, _)| *c).collect()
     }
 
+    /// Tells these runs that their lease is gone, except those whose outcome is with the
+    /// committer (a renewal racing the commit that ended the run sees it gone; if the lease
+    /// was lost for real, the commit finds out). Returns the runs told.
+    pub(crate) fn lose_running(&self, claims: &[Claim]) -> Vec<Claim> {
+        let held = self.0.lock();
+        claims
+            .iter()
+            .filter(|c| held.get(c).is_some_and(|e| !matches!(e.phase, Phase::Finishing)))
+            .inspect(|c| held[c].signal.lose_lease())
+            .copied()
+            .collect()
+    }
+
     /// Tells these runs that their lease is gone.
     pub(crate) fn lose(&self, claims: &[Claim]) {
         let held = self.0.lock();

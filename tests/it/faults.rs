@@ -105,6 +105,7 @@ fn run_with(db: &dyn Backend, fault: Fault) -> (u64, usize) {
         Fault::FailOnce(n) | Fault::FailFrom(n) | Fault::ErrorAfterCommit(n) | Fault::HangAt(n) | Fault::PanicAt(n) => {
             n
         }
+        Fault::PanicOnNext(_) | Fault::HangOnNext(_) => 0,
     };
     while store.calls() <= fault_call && started.elapsed() < PATIENCE {
         std::thread::sleep(Duration::from_millis(5));

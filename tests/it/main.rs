@@ -15,4 +15,5 @@ mod leases;
 mod retries;
 mod scheduling;
 mod shutdown;
+mod timing;
 mod workflows;

@@ -109,7 +109,12 @@ pub fn child(dir: &Path) -> ExitCode {
     register(&queue, &store, dir, !env("DJ_GATED").is_empty()).expect("register");
     #[cfg(feature = "failpoints")]
     arm_failpoint(dir);
-    let worker = queue.worker().concurrency(2).lease(Duration::from_secs(1)).start().expect("start worker");
+    let lease = env("DJ_LEASE_MS").parse().map_or(Duration::from_secs(1), Duration::from_millis);
+    let mut builder = queue.worker().concurrency(2).lease(lease);
+    if let Ok(prefetch) = env("DJ_PREFETCH").parse() {
+        builder = builder.prefetch(prefetch);
+    }
+    let worker = builder.start().expect("start worker");
     let started = Instant::now();
     while completed(&queue).expect("count jobs") < expect {
         assert!(started.elapsed() < PATIENCE, "worker {pid} gave up waiting");

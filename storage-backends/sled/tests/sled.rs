@@ -157,10 +157,10 @@ fn a_truncated_log_is_refused_without_verification_too() {
 /// scheduled jobs, new indexes) and its jobs run to the end.
 #[test]
 fn a_format_1_database_is_upgraded_in_place_and_finishes_its_jobs() {
-    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
     use durable_jobs_store::{
         ClaimRequest, Enqueued, JobId, JobStatus, ReclaimRequest, Timestamp, Write, WriteOutcome,
     };
+    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs");
     std::fs::create_dir_all(path.join("blobs")).unwrap();

@@ -191,8 +191,8 @@ fn hostile_text_leaves_the_schema_unchanged() {
 /// renamed under the `dj_` prefix, claim tokens, scheduled jobs) and its jobs run to the end.
 #[test]
 fn a_schema_1_database_is_upgraded_in_place_and_finishes_its_jobs() {
-    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
     use durable_jobs_store::{ClaimRequest, ReclaimRequest, Timestamp};
+    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v1.db"), &path).unwrap();

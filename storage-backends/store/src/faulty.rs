@@ -25,6 +25,10 @@ pub enum Fault {
     HangAt(u64),
     /// Call `n` panics (a bug in a store, or in code it calls).
     PanicAt(u64),
+    /// The next call of this method (`"claim"`, `"commit"`, `"renew"`…) panics.
+    PanicOnNext(&'static str),
+    /// The next call of this method blocks until [`FaultyStore::heal`] is called.
+    HangOnNext(&'static str),
 }
 
 /// Wraps a store and injects one [`Fault`], like SQLite's I/O-error test loops: forward every
@@ -126,10 +130,21 @@ impl<S: Store> FaultyStore<S> {
         &self.inner
     }
 
-    fn verdict(&self) -> Verdict {
+    fn verdict(&self, method: &str) -> Verdict {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut plan = self.plan.lock();
         let verdict = match plan.fault {
+            Some(Fault::PanicOnNext(m)) if m == method => {
+                plan.fault = None;
+                Verdict::Panic
+            }
+            Some(Fault::HangOnNext(m)) if m == method => {
+                plan.hits += 1;
+                while plan.fault == Some(Fault::HangOnNext(m)) {
+                    self.healed.wait(&mut plan);
+                }
+                return Verdict::Pass;
+            }
             Some(Fault::FailOnce(k)) if k == n => Verdict::Fail,
             Some(Fault::FailFrom(k)) if n >= k => Verdict::Fail,
             Some(Fault::ErrorAfterCommit(k)) if k == n => Verdict::FailAfter,
@@ -152,7 +167,7 @@ impl<S: Store> FaultyStore<S> {
     fn call<T>(&self, method: &str, f: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let injected =
             |when: &str| StoreError::new(StoreErrorKind::Io, format!("injected fault: {method} failed {when}"));
-        match self.verdict() {
+        match self.verdict(method) {
             Verdict::Pass => f(&self.inner),
             Verdict::Fail => Err(injected("before reaching the store")),
             Verdict::FailAfter => f(&self.inner).and_then(|_| Err(injected("after it committed"))),

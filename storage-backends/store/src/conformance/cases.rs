@@ -93,9 +93,17 @@ pub fn unique_window_covers_finished_jobs(h: &dyn Harness) {
     assert_eq!(store.enqueue(std::slice::from_ref(&again)).unwrap(), vec![Enqueued::Duplicate(first)]);
     let without_window = store.enqueue(&[job("a").unique_key("daily")]).unwrap();
     let Enqueued::New(second) = without_window[0] else { panic!("no window: a new job, got {without_window:?}") };
-    assert_eq!(store.enqueue(std::slice::from_ref(&again)).unwrap(), vec![Enqueued::Duplicate(second)], "the live one first");
+    assert_eq!(
+        store.enqueue(std::slice::from_ref(&again)).unwrap(),
+        vec![Enqueued::Duplicate(second)],
+        "the live one first"
+    );
     assert_eq!(store.cancel(second, at(1)).unwrap(), crate::CancelOutcome::Cancelled);
-    assert_eq!(store.enqueue(std::slice::from_ref(&again)).unwrap(), vec![Enqueued::Duplicate(second)], "then the newest");
+    assert_eq!(
+        store.enqueue(std::slice::from_ref(&again)).unwrap(),
+        vec![Enqueued::Duplicate(second)],
+        "then the newest"
+    );
     again.created_at = at(3601);
     again.run_at = at(3601);
     assert!(matches!(store.enqueue(&[again]).unwrap()[0], Enqueued::New(_)), "both created over an hour before");
