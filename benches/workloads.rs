@@ -1,4 +1,4 @@
-//! Criterion benches of workloads W1–W5 (BENCHMARKS.md), each written once and run against
+//! Criterion benches of workloads W1–W5 (README, "Performance"), each written once and run against
 //! every enabled store, in the style of redb's `BenchDatabase`. `examples/bench.rs` runs the
 //! full set with the raw limits and ratios; these track changes over time.
 //!

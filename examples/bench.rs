@@ -1,4 +1,4 @@
-//! The benchmark program: workloads W1–W7 of BENCHMARKS.md against one store, each next to the
+//! The benchmark program: the README's workloads ("Performance") against one store, each next to the
 //! raw limit of the same durable writes measured in the same run (SQLite), and the ratio.
 //!
 //! ```text
@@ -20,7 +20,7 @@ use durable_jobs::{call, Error, JobContext, JobId, JobOptions, Queue, Store};
 use serde::Serialize;
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "durable-jobs benchmarks W1-W7 (see BENCHMARKS.md)")]
+#[command(about = "durable-jobs benchmarks (see the README, Performance)")]
 struct Args {
     /// sqlite or sled (sled needs `--features sled`).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "sled"])]

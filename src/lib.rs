@@ -129,6 +129,20 @@ struct ReadmeDoctests;
 ///     .unwrap();
 /// ```
 ///
+/// A started worker must be kept: dropping it shuts it down at once (`#[must_use]`; a
+/// `let _ = ...start()` that the compiler cannot flag is logged as a warning at run time):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use durable_jobs::{MemoryStore, Queue};
+///
+/// fn main() -> Result<(), durable_jobs::Error> {
+///     let queue = Queue::new(MemoryStore::new());
+///     queue.worker().start()?;
+///     Ok(())
+/// }
+/// ```
+///
 /// A typed handle takes only its argument type:
 ///
 /// ```compile_fail

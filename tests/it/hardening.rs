@@ -303,7 +303,24 @@ pub fn closure_steps_and_declared_handles(db: &dyn Backend) {
     assert!(matches!(producer.declare::<u64, u64>("no spaces"), Err(Error::InvalidName { .. })));
 }
 
+/// `let _ = queue.worker().start()` drops the worker at once; the compiler cannot flag it, so
+/// the worker says so in the log.
+pub fn a_worker_dropped_at_start_is_logged(db: &dyn Backend) {
+    logs();
+    let queue = db.queue();
+    queue.register("noop", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(())).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    let id = worker.id().to_owned();
+    drop(worker);
+    assert!(logs().contains(&format!("worker={id}")), "{}", logs());
+    let kept = queue.worker().concurrency(1).start().unwrap();
+    let kept_id = kept.id().to_owned();
+    kept.shutdown();
+    assert!(!logs().contains(&format!("worker={kept_id}")), "an explicit shutdown is not warned about");
+}
+
 crate::backend_tests!(
+    a_worker_dropped_at_start_is_logged,
     a_reclaimed_run_cannot_write_over_its_successor_in_the_same_worker,
     a_result_after_the_timeout_is_a_timeout_failure,
     a_handler_stuck_past_its_timeout_is_given_up_and_replaced,

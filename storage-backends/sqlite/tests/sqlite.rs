@@ -269,3 +269,26 @@ fn shares_a_file_with_application_tables_and_refuses_colliding_ones() {
     assert_eq!(std::fs::read(&clash).unwrap(), before, "byte-identical: not even switched to WAL");
     assert!(!dir.path().join("clash.db-wal").exists());
 }
+
+/// An idle worker's claims only read: while another process holds the write lock, a claim
+/// with nothing to do (and a reclaim with nothing to recover) answers instead of waiting out
+/// the busy timeout and failing.
+#[test]
+fn idle_claims_and_reclaims_only_read() {
+    use durable_jobs_store::{ClaimRequest, ReclaimRequest, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().busy_timeout(std::time::Duration::from_millis(200)))
+        .unwrap();
+    insert(&store, &[job("a").run_at(durable_jobs_store::conformance::at(60))]);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let lease = Timestamp(T0.0 + 30_000_000);
+    let idle = store.claim(&ClaimRequest::new("w", T0, lease).names(["a"]).limit(10)).unwrap();
+    assert!(idle.jobs.is_empty());
+    assert_eq!(idle.next_due, Some(durable_jobs_store::conformance::at(60)), "the read still finds the next due time");
+    assert!(store.reclaim(&ReclaimRequest::new(T0, 10)).unwrap().is_empty());
+    let busy = store.claim(&ClaimRequest::new("w", durable_jobs_store::conformance::at(61), lease).names(["a"]).limit(10));
+    assert_eq!(busy.unwrap_err().kind(), StoreErrorKind::Busy, "work to do needs the write lock");
+    other.execute_batch("ROLLBACK").unwrap();
+}

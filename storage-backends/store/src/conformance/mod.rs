@@ -69,6 +69,7 @@ macro_rules! store_conformance_tests {
             checkpoints_upsert_and_read_in_index_order,
             checkpoints_page_by_index,
             list_filters_and_pages,
+            ids_follow_commit_order_for_paging_readers,
             counts_per_queue_name_and_status,
             committed_work_survives_reopen,
             future_jobs_are_scheduled_and_promoted_when_due,
