@@ -11,6 +11,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -111,15 +113,29 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         ids.push(id);
     }
 
+    // Ctrl-C (or SIGTERM) stops gracefully: running steps are told, finish or are handed back,
+    // and nothing is charged. Without the handler, the signal would be a crash (also safe: the
+    // next run resumes every order after its last checkpoint).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
     println!("\nStarting worker...\n");
-    // A short lease so that after a crash the next run reclaims the order within seconds.
-    let worker = queue.worker().concurrency(2).lease(Duration::from_secs(2)).start()?;
+    let worker = queue.worker().concurrency(2).start()?;
     let started = Instant::now();
-    for &id in &ids {
-        let _ = queue.wait(id, DEADLINE.saturating_sub(started.elapsed()));
+    let finished = |id| queue.job(id).ok().flatten().is_some_and(|info| info.status.is_terminal());
+    while let Some(&id) = ids.iter().find(|&&id| !finished(id)) {
+        if interrupted.load(Ordering::SeqCst) {
+            println!("\nInterrupted: stopping gracefully; run again to resume where it stopped");
+            break;
+        }
+        if started.elapsed() >= DEADLINE {
+            break;
+        }
+        let _ = queue.wait(id, Duration::from_millis(100));
     }
     worker.shutdown();
-    print_summary(&queue, &orders, &ids)
+    print_summary(&queue, &orders, &ids, interrupted.load(Ordering::SeqCst))
 }
 
 fn open_store(kind: &str, path: &std::path::Path) -> Result<Box<dyn Store>, Box<dyn std::error::Error>> {
@@ -198,7 +214,12 @@ fn process_order(ctx: &JobContext, order: &Order, crash_after: Option<u32>) -> R
     Ok(())
 }
 
-fn print_summary(queue: &Queue, orders: &[Order], ids: &[JobId]) -> Result<bool, Box<dyn std::error::Error>> {
+fn print_summary(
+    queue: &Queue,
+    orders: &[Order],
+    ids: &[JobId],
+    interrupted: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
     println!("\nSummary");
     println!("  {:<8}  {:<10}  {:>8}  {:>11}", "order", "status", "attempts", "checkpoints");
     let mut all_completed = true;
@@ -208,7 +229,9 @@ fn print_summary(queue: &Queue, orders: &[Order], ids: &[JobId]) -> Result<bool,
         println!("  {:<8}  {:<10}  {:>8}  {:>11}", order.id, info.status, info.attempt, checkpoints);
         all_completed &= info.status == JobStatus::Completed;
     }
-    if !all_completed {
+    if interrupted && !all_completed {
+        println!("\nStopped before every order completed; run again with the same --db to resume.");
+    } else if !all_completed {
         println!("\nNot every order completed within {} s.", DEADLINE.as_secs());
     }
     Ok(all_completed)

@@ -288,7 +288,8 @@ fn idle_claims_and_reclaims_only_read() {
     assert!(idle.jobs.is_empty());
     assert_eq!(idle.next_due, Some(durable_jobs_store::conformance::at(60)), "the read still finds the next due time");
     assert!(store.reclaim(&ReclaimRequest::new(T0, 10)).unwrap().is_empty());
-    let busy = store.claim(&ClaimRequest::new("w", durable_jobs_store::conformance::at(61), lease).names(["a"]).limit(10));
+    let busy =
+        store.claim(&ClaimRequest::new("w", durable_jobs_store::conformance::at(61), lease).names(["a"]).limit(10));
     assert_eq!(busy.unwrap_err().kind(), StoreErrorKind::Busy, "work to do needs the write lock");
     other.execute_batch("ROLLBACK").unwrap();
 }
