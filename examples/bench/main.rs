@@ -8,8 +8,12 @@
 //! cargo run --release --example bench -- --quick --only W3,W5,idle       # smaller, a subset
 //! ```
 
+mod recovery;
+mod system;
+mod timing;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +62,7 @@ const ARGS: &str = "user4242@example.com welcome_v2 en-US";
 
 fn main() -> ExitCode {
     if let Ok(dir) = std::env::var("DJ_BENCH_CHILD") {
-        return recovery_child(Path::new(&dir));
+        return recovery::recovery_child(Path::new(&dir));
     }
     let args = Args::parse();
     match run(&args) {
@@ -96,6 +100,9 @@ fn run(args: &Args) -> Res<()> {
     }
     if want("W5") {
         rows.extend(bench.w5(200 / scale.min(4))?);
+    }
+    if want("W5d") {
+        rows.extend(bench.w5d(10_000 / scale)?);
     }
     if want("W6") {
         rows.extend(bench.w6(1_000_000 / scale)?);
@@ -274,32 +281,6 @@ impl Bench {
         Ok(row("W4", "workflow steps (5 per job), concurrency 16", rate, "steps/s", None, "≥ 30k steps/s"))
     }
 
-    fn w5(&self, samples: usize) -> Res<Vec<Row>> {
-        progress("W5", &format!("latency enqueue -> handler start, {samples} samples 5 ms apart"));
-        let queue = Queue::new(self.open(&self.path("w5"))?);
-        let (tx, rx) = crossbeam_channel::unbounded::<Instant>();
-        queue.register("ping", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
-            let _ = tx.send(Instant::now());
-            Ok(())
-        })?;
-        let worker = queue.worker().concurrency(2).start()?;
-        let mut latencies = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            std::thread::sleep(Duration::from_millis(5));
-            let before = Instant::now();
-            queue.enqueue("ping", &(), JobOptions::new())?;
-            let started = rx.recv_timeout(Duration::from_secs(10))?;
-            latencies.push(started.duration_since(before).as_secs_f64() * 1000.0);
-        }
-        worker.shutdown();
-        latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        Ok(vec![
-            row("W5", "latency p50, idle worker", pct(0.50), "ms", None, "≤ 1 ms"),
-            row("W5", "latency p99, idle worker", pct(0.99), "ms", None, "≤ 5 ms"),
-        ])
-    }
-
     fn w6(&self, n: usize) -> Res<Vec<Row>> {
         let finished = n as u64;
         let path = self.path("w6");
@@ -321,9 +302,9 @@ impl Bench {
             });
         }
         progress("W6", &format!("peak memory while draining {n} jobs"));
-        let before = peak_rss_mib();
+        let before = system::peak_rss_mib();
         let rate = Self::drain(&self.queue(&self.path("w6m"))?, n, 2)?;
-        let peak = peak_rss_mib();
+        let peak = system::peak_rss_mib();
         rows.push(Row {
             id: "W6",
             workload: format!("peak RSS draining {} jobs ({} jobs/s)", human(n as f64), human(rate)),
@@ -348,11 +329,11 @@ impl Bench {
         register(&queue)?;
         let worker = queue.worker().start()?;
         std::thread::sleep(Duration::from_secs(1));
-        let (calls, cpu, started) = (store.calls(), cpu_seconds(), Instant::now());
+        let (calls, cpu, started) = (store.calls(), system::cpu_seconds(), Instant::now());
         std::thread::sleep(Duration::from_secs(secs));
         let elapsed = started.elapsed().as_secs_f64();
         let rate = (store.calls() - calls) as f64 / elapsed;
-        let core = (cpu_seconds() - cpu) / elapsed * 100.0;
+        let core = (system::cpu_seconds() - cpu) / elapsed * 100.0;
         worker.shutdown();
         Ok(vec![
             row("idle", "idle worker: store calls", rate, "calls/s", None, "a few per second"),
@@ -360,38 +341,6 @@ impl Bench {
         ])
     }
 
-    fn w7(&self) -> Res<Row> {
-        let lease = Duration::from_secs(2);
-        progress("W7", "SIGKILL a worker holding 100 running jobs; time until another finished them");
-        let dir = self.path("w7");
-        std::fs::create_dir_all(&dir)?;
-        {
-            let queue = self.queue(&dir.join("db"))?;
-            queue.enqueue_batch("stuck", &[(); 100], JobOptions::new())?;
-        }
-        let mut child = Command::new(std::env::current_exe()?)
-            .env("DJ_BENCH_CHILD", &dir)
-            .env("DJ_BENCH_STORE", &self.args.store)
-            .spawn()?;
-        let ready = dir.join("running");
-        let since = Instant::now();
-        while !ready.exists() {
-            if since.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                return Err("the child never held 100 running jobs".into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill()?;
-        child.wait()?;
-        let killed = Instant::now();
-        let queue = self.queue(&dir.join("db"))?;
-        let worker = queue.worker().concurrency(8).lease(lease).start()?;
-        wait_all_done(&queue)?;
-        let seconds = killed.elapsed().as_secs_f64();
-        worker.shutdown();
-        Ok(row("W7", "recovery after SIGKILL, lease 2 s", seconds, "s", None, "≤ lease + 1 s = 3 s"))
-    }
 }
 
 fn row(id: &'static str, workload: &str, ours: f64, unit: &'static str, raw: Option<f64>, target: &'static str) -> Row {
@@ -437,54 +386,3 @@ fn wait_all_done(queue: &Queue) -> Res<()> {
     }
 }
 
-/// W7's child: holds 100 `stuck` jobs running (their handlers never return) until killed.
-fn recovery_child(dir: &Path) -> ExitCode {
-    let kind = std::env::var("DJ_BENCH_STORE").unwrap_or_default();
-    let Ok(store) = open_store(&kind, &dir.join("db"), durable_jobs::sqlite::SqliteOptions::new()) else {
-        return ExitCode::FAILURE;
-    };
-    let queue = Queue::new(store);
-    let running = Arc::new(AtomicUsize::new(0));
-    let (r, marker) = (running.clone(), dir.join("running"));
-    let registered = queue.register("stuck", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
-        if r.fetch_add(1, Ordering::SeqCst) + 1 == 100 {
-            std::fs::write(&marker, b"")?;
-        }
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-    });
-    if registered.is_err() {
-        return ExitCode::FAILURE;
-    }
-    let Ok(_worker) = queue.worker().concurrency(100).prefetch(0).lease(Duration::from_secs(2)).start() else {
-        return ExitCode::FAILURE;
-    };
-    loop {
-        std::thread::sleep(Duration::from_secs(60));
-        if queue.counts().is_ok_and(|c| c.total().prefetched + c.total().running == 0) {
-            return ExitCode::SUCCESS;
-        }
-    }
-}
-
-/// CPU time this process has used (user + system), in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
-/// The process's peak resident memory (VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
