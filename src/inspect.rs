@@ -78,6 +78,10 @@ impl From<JobRecord> for JobInfo {
 
 impl Queue {
     /// One job, or `None` if no job has this id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
     pub fn job(&self, id: JobId) -> Result<Option<JobInfo>, Error> {
         Ok(self.inner.store.get(id)?.map(JobInfo::from))
     }
@@ -92,16 +96,28 @@ impl Queue {
     /// assert!(failed.is_empty());
     /// # Ok::<(), durable_jobs::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<JobInfo>, Error> {
         Ok(self.inner.store.list(filter)?.into_iter().map(JobInfo::from).collect())
     }
 
     /// How many jobs are in each state, per queue and handler name ([`Counts`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
     pub fn counts(&self) -> Result<Counts, Error> {
         Ok(Counts::from_store(&self.inner.store.counts(self.inner.now())?))
     }
 
-    /// The checkpoints a job has recorded, in step order.
+    /// The checkpoints a job has recorded, in step order (read a page at a time).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store fails.
     pub fn checkpoints(&self, id: JobId) -> Result<Vec<Checkpoint>, Error> {
         let mut all = Vec::new();
         loop {

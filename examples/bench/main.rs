@@ -340,7 +340,6 @@ impl Bench {
             row("idle", "idle worker: CPU", core, "% of a core", None, "< 1 %"),
         ])
     }
-
 }
 
 fn row(id: &'static str, workload: &str, ours: f64, unit: &'static str, raw: Option<f64>, target: &'static str) -> Row {
@@ -385,4 +384,3 @@ fn wait_all_done(queue: &Queue) -> Res<()> {
         std::thread::sleep(Duration::from_micros((live * 10).clamp(500, 200_000)));
     }
 }
-

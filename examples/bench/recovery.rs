@@ -77,4 +77,3 @@ pub(super) fn recovery_child(dir: &Path) -> ExitCode {
         }
     }
 }
-

@@ -53,6 +53,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// order and are never reused.
     ///
     /// Repeat: inserts again (unless unique keys deduplicate).
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`](crate::StoreErrorKind::Busy), [`Full`](crate::StoreErrorKind::Full) or
+    /// [`Io`](crate::StoreErrorKind::Io) (retryable; nothing is inserted unless the acknowledgement
+    /// was lost), [`InvalidInput`](crate::StoreErrorKind::InvalidInput) for a job the backend
+    /// cannot store.
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `req.limit` ready jobs and leases them to `req.worker`.
@@ -71,6 +78,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// concurrent claims (from any process) never return the same job.
     ///
     /// Repeat: claims other jobs; the first claim's jobs stay leased until their lease expires.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing; the jobs of a claim whose
+    /// acknowledgement was lost stay leased until their lease expires.
     fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError>;
 
     /// Applies `writes` in order in one transaction, each fenced by its run's lease.
@@ -84,6 +96,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// Repeat: starts and checkpoints are rewritten with the same value (idempotent);
     /// run-ending writes report `LeaseLost` because the run is over.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing (the writes may or may not have
+    /// applied: repeating them is safe).
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError>;
 
     /// Extends the leases of `claims` held by `worker` to `lease_until`.
@@ -92,12 +109,20 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// (reclaimed, finished, released, claimed again): their holder must stop writing.
     ///
     /// Repeat: idempotent.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
     fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError>;
 
     /// Returns runs still holding their job under `worker` to `Pending` without charging the
     /// attempt (`attempt - 1`), keeping their `run_at`. Others are left alone.
     ///
     /// Returns how many jobs were released. Repeat: idempotent (releases nothing more).
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
     fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError>;
 
     /// Recovers jobs whose holder died or stalled: every `Running` job with
@@ -113,6 +138,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// [`transition::reclaim_message`]: crate::transition::reclaim_message
     ///
     /// Repeat: idempotent (finds nothing more).
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
     fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError>;
 
     /// Cancels a job that is waiting to run: `Scheduled`, `Pending`, `Waiting` or `Paused`
@@ -120,6 +149,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// left to its worker.
     ///
     /// Repeat: [`CancelOutcome::Finished`].
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError>;
 
     /// Gives a `Failed` or `Cancelled` job a fresh set of attempts: `Pending` at
@@ -128,21 +161,45 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// step. Refused if another live job holds its unique key.
     ///
     /// Repeat: [`RequeueOutcome::NotFinished`] (it is pending).
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError>;
 
     /// Up to `limit` checkpoints of `job` with an index of at least `from`, in index order
     /// (empty for an unknown job).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a checkpoint that cannot be read back; a
+    /// retryable error if the storage fails.
     fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError>;
 
     /// One job, or `None` if no job has this id.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a record that cannot be read back; a
+    /// retryable error if the storage fails.
     fn get(&self, job: JobId) -> Result<Option<JobRecord>, StoreError>;
 
     /// The jobs matching `filter`, in ascending id order, after `filter.offset` matches, at most
     /// `filter.limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a record that cannot be read back; a
+    /// retryable error if the storage fails.
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
     /// The number of jobs per queue, name and status, sorted by queue, name, then status.
     /// A `Scheduled` job due at `now` counts as `Pending`. Groups with no jobs are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a record that cannot be read back; a
+    /// retryable error if the storage fails.
     fn counts(&self, now: Timestamp) -> Result<Vec<StatusCount>, StoreError>;
 }
 
