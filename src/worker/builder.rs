@@ -223,10 +223,11 @@ impl WorkerBuilder {
         Ok(worker)
     }
 
-    /// The worker's lock file, if dead workers are to be detected and the store is shared.
+    /// The worker's lock file, if dead workers are to be detected: the store must outlive a
+    /// process (a store in memory dies with its workers) and say what it is on this machine.
     fn liveness(&self, worker_id: &str) -> Option<Liveness> {
         let store = &self.queue.inner.store;
-        if !self.detect_dead_workers {
+        if !self.detect_dead_workers || !store.capabilities().durable {
             return None;
         }
         let identity = store.local_identity()?;
