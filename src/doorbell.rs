@@ -58,21 +58,26 @@ impl Doorbell {
         }
     }
 
-    /// Sleeps until rung, until the due time, or for at most `max`.
+    /// Sleeps until rung, until the due time (also one set while sleeping), or for at most
+    /// `max`.
     pub(crate) fn wait(&self, max: Duration) {
-        let limit = self.clock.monotonic().saturating_add(max);
-        let mut rung = self.state.lock();
-        let deadline = rung.due.map_or(limit, |due| due.min(limit));
         let clock = &*self.clock;
-        let woke = self.state.wait_until(clock, &mut rung, Some(deadline), |r| {
-            let fired = r.due.is_some_and(|due| due <= clock.monotonic());
-            if fired {
-                r.due = None;
+        let limit = clock.monotonic().saturating_add(max);
+        let mut rung = self.state.lock();
+        loop {
+            if std::mem::take(&mut rung.now) {
+                return;
             }
-            std::mem::take(&mut r.now) || fired
-        });
-        if !woke && rung.due.is_some_and(|due| due <= clock.monotonic()) {
-            rung.due = None;
+            let now = clock.monotonic();
+            if rung.due.is_some_and(|due| due <= now) {
+                rung.due = None;
+                return;
+            }
+            if now >= limit {
+                return;
+            }
+            let deadline = rung.due.map_or(limit, |due| due.min(limit));
+            self.state.wait_once(clock, &mut rung, Some(deadline));
         }
     }
 }
@@ -128,5 +133,21 @@ mod tests {
         assert!(!waiter.is_finished(), "the later due time was not kept: the store reports it again");
         bell.ring_at(Timestamp::from_system_time(clock.now()));
         waiter.join().unwrap();
+    }
+
+    /// A due time set while the waiter sleeps shortens its sleep (real time: nothing but the
+    /// due time can end this hour-long wait).
+    #[test]
+    fn a_due_time_set_during_a_wait_is_kept() {
+        let bell = Arc::new(Doorbell::new(Arc::new(crate::SystemClock)));
+        let b = bell.clone();
+        let waiter = std::thread::spawn(move || b.wait(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(30));
+        bell.ring_in(Duration::from_millis(20));
+        let since = std::time::Instant::now();
+        while !waiter.is_finished() && since.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(waiter.is_finished(), "the due time set during the wait did not end it");
     }
 }

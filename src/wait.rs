@@ -70,20 +70,34 @@ impl<T: Send + 'static> Waitable<T> {
             if ready(guard) {
                 return true;
             }
-            let remaining = match deadline {
-                Some(d) => match d.checked_sub(clock.monotonic()).filter(|r| !r.is_zero()) {
-                    Some(r) => Some(r),
-                    None => return false,
-                },
-                None => None,
-            };
-            match remaining.and_then(|r| clock.real_wait(r)) {
-                Some(real) => {
-                    self.cv.wait_for(guard, real);
-                }
-                None => self.cv.wait(guard),
+            if !self.wait_once(clock, guard, deadline) {
+                return ready(guard);
             }
         }
+    }
+
+    /// Waits once: until woken (a change, a clock jump, or spuriously) or until the clock
+    /// reaches `deadline`. Returns `false` if the deadline has passed.
+    pub(crate) fn wait_once(
+        &self,
+        clock: &dyn Clock,
+        guard: &mut MutexGuard<'_, T>,
+        deadline: Option<Duration>,
+    ) -> bool {
+        let remaining = match deadline {
+            Some(d) => match d.checked_sub(clock.monotonic()).filter(|r| !r.is_zero()) {
+                Some(r) => Some(r),
+                None => return false,
+            },
+            None => None,
+        };
+        match remaining.and_then(|r| clock.real_wait(r)) {
+            Some(real) => {
+                self.cv.wait_for(guard, real);
+            }
+            None => self.cv.wait(guard),
+        }
+        true
     }
 }
 
