@@ -40,6 +40,8 @@
 //!
 //! See the README for the guarantees, the configuration and the errors.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod call;
 mod clock;
 mod context;
@@ -83,12 +85,14 @@ pub use durable_jobs_store::{
 
 /// The SQLite store (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
     pub use durable_jobs_sqlite::{limits, Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 }
 
 /// The sled store (feature `sled`).
 #[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub mod sled {
     pub use durable_jobs_sled::{SledOptions, SledStore};
 }

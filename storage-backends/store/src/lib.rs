@@ -25,6 +25,8 @@
 //! }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod claim;
 mod error;
 mod inspect;
@@ -36,8 +38,10 @@ pub mod transition;
 mod write;
 
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 #[cfg(feature = "faults")]
+#[cfg_attr(docsrs, doc(cfg(feature = "faults")))]
 pub mod faulty;
 
 pub use claim::{Claim, ClaimRequest, ClaimToken, Claimed, ClaimedJob, ReclaimRequest, Reclaimed};
