@@ -139,6 +139,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 fn open_store(kind: &str, path: &std::path::Path) -> Result<Box<dyn Store>, Box<dyn std::error::Error>> {
+    let _ = path; // unused in a build without a store
     match kind {
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Box::new(durable_jobs::sqlite::SqliteStore::open(path)?)),

@@ -4,6 +4,8 @@
 //! the SQLite crate by counting VM steps; speed is measured by the benchmarks, not asserted.
 
 #![allow(clippy::unwrap_used)]
+// Nothing to run without a persistent backend.
+#![cfg(any(feature = "sqlite", feature = "sled"))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;

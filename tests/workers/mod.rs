@@ -32,14 +32,16 @@ pub fn env(name: &str) -> String {
 }
 
 pub fn open_store(backend: &str, dir: &Path) -> Result<Box<dyn Store>, String> {
-    let store: Box<dyn Store> = match backend {
+    let _ = dir; // unused when no backend is compiled in
+    match backend {
         #[cfg(feature = "sqlite")]
-        "sqlite" => Box::new(durable_jobs::sqlite::SqliteStore::open(dir.join("jobs.db")).map_err(|e| e.to_string())?),
+        "sqlite" => {
+            Ok(Box::new(durable_jobs::sqlite::SqliteStore::open(dir.join("jobs.db")).map_err(|e| e.to_string())?))
+        }
         #[cfg(feature = "sled")]
-        "sled" => Box::new(durable_jobs::sled::SledStore::open(dir.join("jobs")).map_err(|e| e.to_string())?),
-        other => return Err(format!("unknown backend {other}")),
-    };
-    Ok(store)
+        "sled" => Ok(Box::new(durable_jobs::sled::SledStore::open(dir.join("jobs")).map_err(|e| e.to_string())?)),
+        other => Err(format!("unknown backend {other}")),
+    }
 }
 
 /// Appends one line; `O_APPEND` writes of one short buffer are not interleaved.
