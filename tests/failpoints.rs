@@ -45,9 +45,18 @@ fn abort_at(backend: &'static str, point: &str, k: u32) -> Result<String, String
     run.enqueue(&run.queue()?, 100, 50)?;
     let mut crashed = HashSet::new();
     if point == "during-reclaim" {
-        // Leave leases behind for the armed worker's reaper to reclaim.
+        // Leave leases behind for the armed worker's reaper to reclaim: kill a worker once it
+        // is running jobs (it then holds them, and more claimed ahead).
         let mut first = run.spawn(&[])?;
-        std::thread::sleep(Duration::from_millis(300));
+        let pid = first.id().to_string();
+        let started = Instant::now();
+        while !run.ledger().unwrap_or_default().lines().any(|l| l.starts_with("effect") && l.ends_with(&pid)) {
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = first.kill();
+                return Err("the first worker ran nothing within 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         first.kill().map_err(|e| e.to_string())?;
         first.wait().map_err(|e| e.to_string())?;
         crashed.insert(first.id());
