@@ -90,10 +90,11 @@ pub fn a_panicking_internal_thread_fails_the_pool(db: &dyn Backend) {
         let queue = Queue::new(store.clone());
         let ledger = Ledger::default();
         register_recorder(&queue, "job", &ledger);
+        // A queue per case: the first case leaves its job pending in the shared storage.
         let ran = format!("ran in the {method} case");
-        let id = queue.enqueue("job", &ran, JobOptions::new()).unwrap();
+        let id = queue.enqueue("job", &ran, JobOptions::new().queue(method)).unwrap();
         store.inject(Fault::PanicOnNext(method));
-        let worker = queue.worker().concurrency(1).start().unwrap();
+        let worker = queue.worker().concurrency(1).queues([method]).start().unwrap();
         wait_until("the failure", || worker.health().is_err());
         match worker.health() {
             Err(Error::WorkerFailed { thread: t, message }) => {

@@ -33,6 +33,7 @@ mod group;
 mod jobs;
 pub mod limits;
 mod options;
+mod preflight;
 mod rows;
 mod schema;
 mod store;

@@ -11,9 +11,10 @@ use durable_jobs_store::{
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use crate::connection::{check_header, create_private_file, enable_wal, open_connection, quick_check};
+use crate::connection::{enable_wal, open_connection, quick_check};
 use crate::error::Context;
 use crate::group::GroupWriter;
+use crate::preflight::{self, OpenHere};
 use crate::{claim, jobs, schema, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
@@ -40,6 +41,9 @@ pub struct SqliteStore {
     writer: GroupWriter,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Keeps other stores of this process from reading the file outside SQLite. Declared last:
+    /// dropped after the connections.
+    _open_here: OpenHere,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -72,11 +76,10 @@ impl SqliteStore {
     /// As [`SqliteStore::open`].
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        check_header(&path)?;
+        let open_here = preflight::check_and_register(&path)?;
         if options.check_on_open && path.exists() {
             quick_check(&path, &options)?;
         }
-        create_private_file(&path)?;
         let mut writer = open_connection(&path, &options, true)?;
         // Refuse colliding tables or a newer schema before the first change to the file.
         schema::inspect(&writer)?;
@@ -87,7 +90,7 @@ impl SqliteStore {
             .map(|_| open_connection(&path, &options, false).map(Mutex::new))
             .collect::<Result<_, _>>()?;
         let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
-        Ok(SqliteStore { path, identity, writer, readers, next_reader: AtomicUsize::new(0) })
+        Ok(SqliteStore { path, identity, writer, readers, next_reader: AtomicUsize::new(0), _open_here: open_here })
     }
 
     /// The database file.
