@@ -47,8 +47,10 @@ mod flush;
 mod keys;
 mod open;
 mod options;
+mod salvage;
 mod store;
 mod tx;
 
 pub use options::SledOptions;
+pub use salvage::{salvage, salvage_with, SalvageReport};
 pub use store::SledStore;
