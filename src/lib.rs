@@ -84,7 +84,7 @@ pub mod sqlite {
 /// The sled store (feature `sled`).
 #[cfg(feature = "sled")]
 pub mod sled {
-    pub use durable_jobs_sled::{SledOptions, SledStore};
+    pub use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledStore};
 }
 
 /// The storage contract, for writing or testing backends.
