@@ -94,7 +94,7 @@ pub mod sqlite {
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub mod sled {
-    pub use durable_jobs_sled::{SledOptions, SledStore};
+    pub use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledStore};
 }
 
 /// The storage contract, for writing or testing backends.

@@ -23,7 +23,11 @@
 //!   share flushes (group commit). Nothing acknowledged is lost when the process dies.
 //! - **Power loss**: on Linux sled's `flush()` writes to the OS but does not flush the device
 //!   cache (no `fsync`/`fdatasync` of the data). A power loss or kernel crash may lose recent
-//!   acknowledged writes. Use the SQLite store with `Durability::Full` where that matters.
+//!   acknowledged writes. Worse, the disk may keep some of those writes and not others; sled
+//!   0.34 trusts the later ones, and on such a torn log it panics in recovery ("tried to
+//!   serialize Uninitialized"), hangs, or opens with the data after the tear gone. `open` then
+//!   fails with [`Corrupt`](durable_jobs_store::StoreErrorKind::Corrupt) and the way out is
+//!   [`salvage`] (below). Use the SQLite store with `Durability::Full` where that matters.
 //! - **One process per directory**: sled locks its files. Opening a directory that is already
 //!   open (in this process or another) fails at once with
 //!   [`AlreadyOpen`](durable_jobs_store::StoreErrorKind::AlreadyOpen).
@@ -34,6 +38,47 @@
 //!   directory is byte-identical. The copy costs a read of the database per open
 //!   ([`SledOptions::verify_on_open`]).
 //! - Reads do not wait for flushes: they may see a write whose flush is still running.
+//!
+//! # When `open` refuses a damaged directory
+//!
+//! [`salvage`] copies every job and checkpoint that sled can still read into a new store and
+//! never writes to the damaged directory. It tries the log as it is, then with the writes it
+//! cannot read dropped (each damaged stretch skipped, or the log cut at the first, as a crash
+//! there would have), and keeps the attempt that reads cleanly and recovers the most jobs;
+//! records come out as they were stored, indexes rebuilt, and new ids stay above every old
+//! one. It also gets past a partial `snap.*.generating` that a crash while sled writes a
+//! snapshot (on open) leaves behind and sled refuses. What it cannot bring back: writes that
+//! never reached the disk, and a log whose lost writes had let sled reuse space that older
+//! data was still read from (then it fails with `Corrupt`; restore a backup). In tests that
+//! lose one 4 KiB page of the writes since the last sync, it salvaged most of the stores sled
+//! panicked on, usually with every job.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use durable_jobs_sled::{salvage, SledStore};
+//! use durable_jobs_store::{StoreError, StoreErrorKind};
+//!
+//! /// Opens `dir`, or if it is damaged, salvages it into `salvaged` and opens that.
+//! fn open_or_salvage(dir: &Path, salvaged: &Path) -> Result<SledStore, StoreError> {
+//!     match SledStore::open(dir) {
+//!         Err(e) if e.kind() == StoreErrorKind::Corrupt => {
+//!             // `dir` is left as it was, for a closer look.
+//!             let report = salvage(dir, salvaged)?;
+//!             eprintln!("{e}; {report}"); // jobs, checkpoints, unreadable entries, highest id
+//!             SledStore::open(salvaged)
+//!         }
+//!         opened => opened,
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dir = tempfile::tempdir()?;
+//!     let store = open_or_salvage(&dir.path().join("jobs"), &dir.path().join("jobs-salvaged"))?;
+//!     # drop(store);
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Choosing a backend
 //!
@@ -47,9 +92,11 @@ mod flush;
 mod keys;
 mod open;
 mod options;
+mod salvage;
 mod store;
 mod tx;
 mod upgrade;
 
 pub use options::SledOptions;
+pub use salvage::{salvage, salvage_with, SalvageReport};
 pub use store::SledStore;

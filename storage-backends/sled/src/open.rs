@@ -25,7 +25,7 @@ pub(crate) enum Opened {
 }
 
 /// Beside the database: the highest job id at the last clean close (8 bytes, big-endian).
-const MARK_FILE: &str = "durable-jobs.mark";
+pub(crate) const MARK_FILE: &str = "durable-jobs.mark";
 const MARK_TMP: &str = "durable-jobs.mark.tmp";
 
 /// Records `max_id` (as stored in the meta tree) in the mark file; best effort, atomic rename.
@@ -104,7 +104,7 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Open
 }
 
 /// Creates the database directory readable by its owner only (job payloads are private).
-fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<(), StoreError> {
     if path.exists() {
         return Ok(());
     }
@@ -163,7 +163,7 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
 ///
 /// A store dropped a moment ago may still be closing (sled's I/O threads release the file
 /// after `drop` returns), so a held lock is retried for up to 2 s before it counts.
-fn refuse_if_locked(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn refuse_if_locked(path: &Path) -> Result<(), StoreError> {
     let file = std::fs::File::open(path.join("db")).map_err(|e| {
         StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot read {}: {e}", path.display()), e)
     })?;
@@ -188,7 +188,7 @@ fn already_open(path: &Path) -> StoreError {
     )
 }
 
-fn config(path: &Path, options: &SledOptions) -> sled::Config {
+pub(crate) fn config(path: &Path, options: &SledOptions) -> sled::Config {
     sled::Config::new().path(path).cache_capacity(options.cache_capacity)
 }
 
@@ -265,7 +265,7 @@ fn verify_copy(path: &Path, options: &SledOptions) -> Result<(), StoreError> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
