@@ -263,7 +263,10 @@ fn attempt(
     let mut opened = false;
     loop {
         match reader.next() {
-            Event::Opened { ours, max_id } => (opened, a.ours, a.stored_max_id) = (true, ours, max_id),
+            Event::Opened { ours, format_1, max_id } => {
+                (opened, a.ours, a.stored_max_id) = (true, ours, max_id);
+                a.writer.format_1 = format_1;
+            }
             Event::Entry(Tree::Jobs, key, value) => a.writer.job(&key, &value)?,
             Event::Entry(Tree::Checkpoints, key, value) => a.writer.checkpoint(&key, &value)?,
             Event::Broken => a.broken += 1,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use durable_jobs_store::{transition, JobStatus, RetryPolicy, StoreError, Timestamp};
+use durable_jobs_store::{transition, Checkpoint, JobRecord, JobStatus, RetryPolicy, StoreError, Timestamp};
 use serde::Deserialize;
 
 use crate::codec;
@@ -44,45 +44,53 @@ struct CheckpointV1 {
     value: Vec<u8>,
 }
 
+/// A format-1 job record in the current shape; a pending job due after `now` becomes scheduled.
+pub(crate) fn decode_job_v1(bytes: &[u8], now: Timestamp) -> Result<JobRecord, StoreError> {
+    let old: JobV1 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt_entry("format 1 job", &e))?;
+    let mut job = codec::record(old.id, old.queue, old.name, old.args, &old.status, old.created_at)?;
+    job.priority = old.priority;
+    job.run_at = Timestamp(old.run_at);
+    job.attempt = old.attempt;
+    job.max_attempts = old.max_attempts;
+    job.unique_key = old.unique_key;
+    job.timeout = old.timeout_us.map(Duration::from_micros);
+    job.retry_policy = old
+        .backoff_us
+        .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) });
+    job.locked_by = old.locked_by;
+    job.lease_until = old.lease_until.map(Timestamp);
+    job.wake_at = old.wake_at.map(Timestamp);
+    job.last_error = old.last_error;
+    job.result = old.result;
+    job.started_at = old.started_at.map(Timestamp);
+    job.finished_at = old.finished_at.map(Timestamp);
+    job.updated_at = Timestamp(old.updated_at);
+    if job.status == JobStatus::Pending {
+        job.status = transition::initial_status(job.run_at, now);
+    }
+    Ok(job)
+}
+
+/// A format-1 checkpoint in the current shape.
+pub(crate) fn decode_checkpoint_v1(index: u32, bytes: &[u8]) -> Result<Checkpoint, StoreError> {
+    let old: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt_entry("format 1 checkpoint", &e))?;
+    Ok(codec::checkpoint(index, old.name, old.ok, old.value, false))
+}
+
 /// Rewrites every job and checkpoint of a format-1 database in the current format and builds
 /// the current indexes. Format 1's own claim index is left behind in its old tree, unread.
 pub(crate) fn from_v1(store: &SledStore, now: Timestamp) -> Result<(), StoreError> {
     let mut jobs = Vec::new();
     for entry in &store.trees().jobs {
         let (_, bytes) = entry.map_err(|e| store_error("read jobs to upgrade", e))?;
-        let old: JobV1 = postcard::from_bytes(&bytes).map_err(|e| codec::corrupt_entry("format 1 job", &e))?;
-        let mut job = codec::record(old.id, old.queue, old.name, old.args, &old.status, old.created_at)?;
-        job.priority = old.priority;
-        job.run_at = Timestamp(old.run_at);
-        job.attempt = old.attempt;
-        job.max_attempts = old.max_attempts;
-        job.unique_key = old.unique_key;
-        job.timeout = old.timeout_us.map(Duration::from_micros);
-        job.retry_policy = old
-            .backoff_us
-            .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) });
-        job.locked_by = old.locked_by;
-        job.lease_until = old.lease_until.map(Timestamp);
-        job.wake_at = old.wake_at.map(Timestamp);
-        job.last_error = old.last_error;
-        job.result = old.result;
-        job.started_at = old.started_at.map(Timestamp);
-        job.finished_at = old.finished_at.map(Timestamp);
-        job.updated_at = Timestamp(old.updated_at);
-        if job.status == JobStatus::Pending {
-            job.status = transition::initial_status(job.run_at, now);
-        }
-        jobs.push(job);
+        jobs.push(decode_job_v1(&bytes, now)?);
     }
     let mut checkpoints = Vec::new();
     for entry in &store.trees().checkpoints {
         let (key, bytes) = entry.map_err(|e| store_error("read checkpoints to upgrade", e))?;
-        let old: CheckpointV1 =
-            postcard::from_bytes(&bytes).map_err(|e| codec::corrupt_entry("format 1 checkpoint", &e))?;
         let index = key.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
-        let job = crate::keys::id_from(key.get(..8).unwrap_or_default());
-        if let Some(job) = job {
-            checkpoints.push((job, codec::checkpoint(index, old.name, old.ok, old.value, false)));
+        if let Some(job) = crate::keys::id_from(key.get(..8).unwrap_or_default()) {
+            checkpoints.push((job, decode_checkpoint_v1(index, &bytes)?));
         }
     }
     store.write("upgrade format 1", |tx| {

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledStore};
-use durable_jobs_store::conformance::{at, claim_ids, insert, job, T0};
+use durable_jobs_store::conformance::{at, claim_ids, claim_runs, insert, job, T0};
 use durable_jobs_store::{
-    Checkpoint, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, Store, StoreErrorKind, Write,
+    Checkpoint, ClaimRequest, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Store,
+    StoreErrorKind, Write,
 };
 
 type Files = BTreeMap<PathBuf, Vec<u8>>;
@@ -53,23 +54,25 @@ fn options() -> SledOptions {
 }
 
 fn with_args(name: &str, bytes: usize) -> NewJob {
-    NewJob { args: format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes)).into_bytes(), ..job(name) }
+    let mut j = job(name);
+    j.args = format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes)).into_bytes();
+    j
 }
 
 /// Jobs in every state, in id order: 2 running (the second holding a unique key and two
 /// checkpoints), 1 completed (its key free again), 1 failed, 1 waiting until `at(60)`, then 4
 /// pending (the last two holding unique keys).
 fn varied(store: &SledStore) -> Vec<JobId> {
-    let keyed = |name: &str, key: &str| NewJob { unique_key: Some(key.into()), ..job(name) };
+    let keyed = |name: &str, key: &str| job(name).unique_key(key);
     let mut ids = insert(store, &[job("a"), keyed("a", "k-running"), keyed("b", "k-done"), job("c"), job("c")]);
-    assert_eq!(claim_ids(store, "w", 5, T0), ids);
-    let step = |i, name: &str, v: &[u8]| Checkpoint { index: i, name: name.into(), outcome: Ok(v.to_vec()) };
+    let runs = claim_runs(store, "w", 5, T0);
+    assert_eq!(runs.iter().map(|r| r.job).collect::<Vec<_>>(), ids);
     let writes = [
-        Write::Checkpoint { job: ids[1], checkpoint: step(0, "fetch", b"1") },
-        Write::Checkpoint { job: ids[1], checkpoint: Checkpoint { outcome: Err("no".into()), ..step(1, "send", b"") } },
-        Write::Complete { job: ids[2], result: b"\"ok\"".to_vec() },
-        Write::Fail { job: ids[3], error: "boom".into() },
-        Write::Suspend { job: ids[4], wake_at: Some(at(60)) },
+        Write::checkpoint(runs[1], Checkpoint::value(0, "fetch", b"1".to_vec())),
+        Write::checkpoint(runs[1], Checkpoint::error(1, "send", "no", false)),
+        Write::complete(runs[2], b"\"ok\"".to_vec()),
+        Write::fail(runs[3], "boom"),
+        Write::suspend(runs[4], Some(at(60))),
     ];
     store.commit("w", T0, &writes).unwrap();
     ids.extend(insert(store, &[job("a"), job("a"), keyed("a", "k-pending"), keyed("b", "k-pending-2")]));
@@ -81,13 +84,16 @@ fn all_jobs(store: &SledStore) -> Vec<JobRecord> {
 }
 
 fn all_checkpoints(store: &SledStore, jobs: &[JobRecord]) -> BTreeMap<JobId, Vec<Checkpoint>> {
-    jobs.iter().map(|j| (j.id, store.checkpoints(j.id).unwrap())).filter(|(_, c)| !c.is_empty()).collect()
+    jobs.iter()
+        .map(|j| (j.id, store.checkpoints(j.id, 0, usize::MAX).unwrap()))
+        .filter(|(_, c)| !c.is_empty())
+        .collect()
 }
 
 /// Every entry of every tree, read with sled itself.
 fn trees(path: &Path) -> BTreeMap<String, Entries> {
     let db = sled::open(path).unwrap();
-    let names = ["jobs", "claim", "lease", "wake", "unique", "checkpoints", "meta"];
+    let names = ["jobs", "ready", "due", "lease", "wake", "unique", "keys", "checkpoints", "meta"];
     names
         .iter()
         .map(|&n| {
@@ -230,7 +236,7 @@ fn check_salvaged(run: &TornRun, into: &Path, report: &SalvageReport) -> bool {
 fn assert_indexes_work(store: &SledStore, original: &[JobRecord], total: usize) {
     let ids: Vec<JobId> = original.iter().map(|j| j.id).collect();
     let max = all_jobs(store).iter().map(|j| j.id).max().unwrap();
-    let keyed = |key: &str| [NewJob { unique_key: Some(key.into()), ..job("z") }];
+    let keyed = |key: &str| [job("z").unique_key(key)];
     assert_eq!(store.enqueue(&keyed("k-pending")).unwrap(), [Enqueued::Duplicate(ids[7])]);
     assert_eq!(store.enqueue(&keyed("k-running")).unwrap(), [Enqueued::Duplicate(ids[1])]);
     let freed = store.enqueue(&keyed("k-done")).unwrap();
@@ -239,9 +245,12 @@ fn assert_indexes_work(store: &SledStore, original: &[JobRecord], total: usize) 
     assert_eq!(all_jobs(store).len(), total + 1);
 
     assert_eq!(claim_ids(store, "w2", 3, at(10)), ids[5..8]);
-    let reclaimed = store.reclaim_expired(at(31)).unwrap();
-    assert_eq!((reclaimed.requeued.as_slice(), reclaimed.failed.len()), (&ids[..2], 0));
-    assert_eq!(store.wake_due(at(60)).unwrap(), 1);
+    let reclaimed = store.reclaim(&ReclaimRequest::new(at(31), 100)).unwrap();
+    // Never started (no start was recorded): given back uncharged.
+    assert_eq!((reclaimed.released.as_slice(), reclaimed.requeued.len(), reclaimed.failed.len()), (&ids[..2], 0, 0));
+    // A claim after its wake time (of a name nobody has) wakes the waiting job.
+    let nothing = ClaimRequest::new("w3", at(60), at(90)).names(["zzz"]);
+    assert!(store.claim(&nothing).unwrap().jobs.is_empty());
     assert_eq!(store.get(ids[4]).unwrap().unwrap().status, JobStatus::Pending);
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use durable_jobs_store::{JobId, StoreError};
 use sled::IVec;
 
-use crate::open::{config, FORMAT, FORMAT_KEY};
-use crate::tx::MAX_ID_KEY;
+use crate::open::config;
+use crate::tx::{FORMAT, FORMAT_1, FORMAT_KEY, MAX_ID_KEY};
 use crate::{keys, SledOptions};
 
 /// The trees a salvage reads; the indexes are rebuilt from the jobs.
@@ -24,9 +24,9 @@ pub(super) enum Tree {
 
 /// What the reading thread reports, in order.
 pub(super) enum Event {
-    /// sled opened the copy; its meta tree says whether this is our format and the highest
-    /// job id ever inserted.
-    Opened { ours: bool, max_id: Option<JobId> },
+    /// sled opened the copy; its meta tree says whether this is our format (and the old
+    /// format 1) and the highest job id ever inserted.
+    Opened { ours: bool, format_1: bool, max_id: Option<JobId> },
     /// One entry, undecoded.
     Entry(Tree, IVec, IVec),
     /// sled could not read further in a tree; what follows in it is lost.
@@ -82,9 +82,11 @@ fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -
     let db = config(dir, options).open().map_err(|e| format!("sled: {e}"))?;
     // A damaged meta tree only means that the jobs cannot be recognised as ours by it.
     let meta = |key: &[u8]| db.open_tree("meta").ok()?.get(key).ok().flatten();
-    let ours = meta(FORMAT_KEY).is_some_and(|v| v == FORMAT);
+    let format = meta(FORMAT_KEY);
+    let format_1 = format.as_ref().is_some_and(|v| v == FORMAT_1);
+    let ours = format_1 || format.is_some_and(|v| v == FORMAT);
     let max_id = meta(MAX_ID_KEY).and_then(|v| keys::id_from(&v));
-    if !send(Event::Opened { ours, max_id }) {
+    if !send(Event::Opened { ours, format_1, max_id }) {
         return Ok(());
     }
     for (tree, name) in [(Tree::Jobs, "jobs"), (Tree::Checkpoints, "checkpoints")] {

@@ -4,12 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use durable_jobs_store::{Checkpoint, JobId, JobRecord, StoreError, StoreErrorKind};
-use sled::transaction::Transactional;
+use durable_jobs_store::{Checkpoint, JobId, JobRecord, StoreError, StoreErrorKind, Timestamp};
 
-use crate::error::{store_error, transaction_error};
-use crate::tx::Tx;
-use crate::{codec, keys, open, SledOptions};
+use crate::error::store_error;
+use crate::{codec, keys, open, upgrade, SledOptions, SledStore};
 
 /// Records per transaction: sled holds a transaction's writes in memory.
 const BATCH: usize = 512;
@@ -17,8 +15,9 @@ const BATCH: usize = 512;
 /// A new store being filled, with what went into it.
 pub(super) struct Writer {
     path: PathBuf,
-    db: sled::Db,
-    trees: [sled::Tree; 7],
+    store: SledStore,
+    /// The records read are in format 1 (upgraded as they are written).
+    pub(super) format_1: bool,
     jobs: Vec<JobRecord>,
     checkpoints: Vec<(JobId, Checkpoint)>,
     pub(super) written_jobs: usize,
@@ -30,21 +29,11 @@ pub(super) struct Writer {
 impl Writer {
     /// Creates the store in `path`, which must not exist.
     pub(super) fn create(path: &Path, options: &SledOptions) -> Result<Self, StoreError> {
-        let db = open::open(path, options)?;
-        let tree = |name: &str| db.open_tree(name).map_err(|e| store_error("open tree", e));
-        let trees = [
-            tree("jobs")?,
-            tree("claim")?,
-            tree("lease")?,
-            tree("wake")?,
-            tree("unique")?,
-            tree("checkpoints")?,
-            tree("meta")?,
-        ];
+        let store = SledStore::open_with(path, options.clone())?;
         Ok(Writer {
             path: path.to_path_buf(),
-            db,
-            trees,
+            store,
+            format_1: false,
             jobs: Vec::new(),
             checkpoints: Vec::new(),
             written_jobs: 0,
@@ -57,7 +46,9 @@ impl Writer {
     /// Adds a raw `jobs` entry, or counts it as unreadable.
     pub(super) fn job(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let id = (key.len() == 8).then(|| keys::id_from(key)).flatten();
-        match (id, codec::decode_job(value)) {
+        let decoded =
+            if self.format_1 { upgrade::decode_job_v1(value, Timestamp::now()) } else { codec::decode_job(value) };
+        match (id, decoded) {
             (Some(id), Ok(job)) if job.id == id => {
                 self.max_id = self.max_id.max(Some(id));
                 self.jobs.push(job);
@@ -71,7 +62,14 @@ impl Writer {
     pub(super) fn checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let job = (key.len() == 12).then(|| keys::id_from(&key[..8])).flatten();
         let index = key.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-        match (job, index.map(|i| codec::decode_checkpoint(i, value))) {
+        let decode = |i| {
+            if self.format_1 {
+                upgrade::decode_checkpoint_v1(i, value)
+            } else {
+                codec::decode_checkpoint(i, value)
+            }
+        };
+        match (job, index.map(decode)) {
             (Some(job), Some(Ok(c))) => self.checkpoints.push((job, c)),
             _ => self.unreadable += 1,
         }
@@ -87,24 +85,21 @@ impl Writer {
 
     /// Writes what is pending in one transaction, raising the stored highest id to `floor`.
     fn commit(&mut self, floor: Option<JobId>) -> Result<(), StoreError> {
-        let [jobs, claim, lease, wake, unique, checkpoints, meta] = &self.trees;
-        (jobs, claim, lease, wake, unique, checkpoints, meta)
-            .transaction(|(jobs, claim, lease, wake, unique, checkpoints, meta)| {
-                let tx = Tx { jobs, claim, lease, wake, unique, checkpoints, meta };
-                for job in &self.jobs {
-                    // As it was: a running job keeps its lease, for the reaper to recover.
-                    tx.save(None, job)?;
-                    tx.raise_max_id(job.id)?;
-                }
-                for (job, c) in &self.checkpoints {
-                    tx.put_checkpoint(*job, c)?;
-                }
-                if let Some(floor) = floor {
-                    tx.raise_max_id(floor)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| transaction_error("write salvaged records", e))?;
+        let (jobs, checkpoints) = (&self.jobs, &self.checkpoints);
+        self.store.write("write salvaged records", |tx| {
+            for job in jobs {
+                // As it was: a running job keeps its lease, for the reaper to recover.
+                tx.save(None, job)?;
+                tx.raise_max_id(job.id)?;
+            }
+            for (job, c) in checkpoints {
+                tx.put_checkpoint(*job, c)?;
+            }
+            if let Some(floor) = floor {
+                tx.raise_max_id(floor)?;
+            }
+            Ok(())
+        })?;
         self.written_jobs += self.jobs.len();
         self.written_checkpoints += self.checkpoints.len();
         self.jobs.clear();
@@ -121,9 +116,9 @@ impl Writer {
     /// sure that it never hands out an id up to `floor`, and records its data-loss mark.
     pub(super) fn seal(mut self, floor: Option<JobId>, options: &SledOptions) -> Result<PathBuf, StoreError> {
         self.commit(floor)?;
-        self.db.flush().map_err(|e| store_error("flush", e))?;
-        let Writer { path, db, trees, .. } = self;
-        drop((trees, db));
+        let Writer { path, store, .. } = self;
+        // Closing flushes and records the store's mark.
+        drop(store);
         if let Some(floor) = floor {
             raise_id_counter(&path, floor, options)?;
             // Mark and stored highest id agree: the new store holds everything it has.
