@@ -72,6 +72,7 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Open
     }
     if matches!(found, Found::Database) {
         refuse_if_locked(path)?;
+        remove_unfinished_snapshots(path)?;
         if options.verify_on_open {
             verify_copy(path, options)?;
         }
@@ -101,6 +102,25 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Open
         }
         None => Err(not_ours(path)),
     }
+}
+
+/// Removes snapshots sled did not finish writing (`snap.*.generating`), which a crash while it
+/// wrote one leaves behind: sled 0.34 would read such a file first (it sorts after the last
+/// complete snapshot) and refuse the database as corrupt on every open. sled renames a snapshot
+/// when it is complete, so these files hold nothing it needs; nobody holds the database now.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| {
+        StoreError::with_source(StoreErrorKind::Io, format!("sled: cannot read {}: {e}", path.display()), e)
+    };
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the database directory readable by its owner only (job payloads are private).
