@@ -46,8 +46,8 @@
 //! cannot read dropped (each damaged stretch skipped, or the log cut at the first, as a crash
 //! there would have), and keeps the attempt that reads cleanly and recovers the most jobs;
 //! records come out as they were stored, indexes rebuilt, and new ids stay above every old
-//! one. It also gets past a partial `snap.*.generating` that a crash while sled writes a
-//! snapshot (on open) leaves behind and sled refuses. What it cannot bring back: writes that
+//! one. (A partial `snap.*.generating`, which a crash while sled writes a snapshot leaves
+//! behind and plain sled refuses, needs no salvage: `open` removes it.) What it cannot bring back: writes that
 //! never reached the disk, and a log whose lost writes had let sled reuse space that older
 //! data was still read from (then it fails with `Corrupt`; restore a backup). In tests that
 //! lose one 4 KiB page of the writes since the last sync, it salvaged most of the stores sled
