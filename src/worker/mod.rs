@@ -226,8 +226,9 @@ impl Worker {
         let mut threads: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut self.internal);
         threads.extend(shared.pool.threads.lock().drain(..).map(|(n, _, h)| (n, h)));
         for (name, handle) in threads {
-            // Threads that ended are joined; the others are stuck in a handler or a store call.
-            if !still_running.contains(&name) && !stuck.contains(&name) && handle.is_finished() {
+            // Threads that ended are joined (so nothing of the pool outlives the shutdown); the
+            // others are stuck in a handler or a store call and left behind.
+            if shared.health.has_exited(&name) {
                 let _ = handle.join();
             }
         }

@@ -34,6 +34,12 @@ impl Health {
             .map(|(thread, message)| Error::WorkerFailed { thread: thread.clone(), message: message.clone() })
     }
 
+    /// Whether the thread `name` has ended (its closure returned; joining it cannot block for
+    /// more than its last few instructions).
+    pub(crate) fn has_exited(&self, name: &str) -> bool {
+        self.exited.lock().contains(name)
+    }
+
     /// Waits until every thread in `names` has ended or the clock reaches `deadline`; returns
     /// the ones that have not.
     pub(crate) fn wait_exits(&self, clock: &dyn Clock, names: &[String], deadline: Duration) -> Vec<String> {
