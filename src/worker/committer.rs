@@ -91,6 +91,11 @@ fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
     for write in writes.iter().filter(|w| w.ends_run()) {
         shared.held.remove(write.claim);
     }
+    // Runs leave the held set here, so this is where slots free up for the dispatcher (a
+    // worker thread's own ring may have come while its outcome still held its slot).
+    if shared.held.len() <= shared.pace.capacity() / 2 {
+        shared.doorbell.ring();
+    }
 }
 
 #[cfg(test)]

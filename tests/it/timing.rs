@@ -202,7 +202,24 @@ pub fn a_workflow_may_branch_on_a_retryable_step_error(db: &dyn Backend) {
     assert_eq!((ledger.count("charge"), ledger.count("fallback"), ledger.count("ship")), (1, 1, 0));
 }
 
+/// A slot freed when an outcome commits wakes the dispatcher (not the poll, here an hour): a
+/// pool that holds one job at a time runs three in a row.
+pub fn a_committed_outcome_frees_its_slot_at_once(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    register_recorder(&queue, "job", &ledger);
+    let ids = queue.enqueue_batch("job", &["one", "two", "three"], JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).prefetch(0).poll_interval(Duration::from_secs(3600)).start().unwrap();
+    let last = queue.wait(ids[2], PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!(
+        (last.status, ledger.entries()),
+        (JobStatus::Completed, vec!["one".into(), "two".into(), "three".into()])
+    );
+}
+
 crate::backend_tests!(
+    a_committed_outcome_frees_its_slot_at_once,
     every_due_time_wakes_the_worker,
     run_one_needs_no_pool,
     a_panicking_internal_thread_fails_the_pool,
