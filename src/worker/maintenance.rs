@@ -17,13 +17,16 @@ use crate::Error;
 /// Jobs recovered per store call: each call is one short transaction.
 const REAP_BATCH: usize = 500;
 
-/// How often to look for ready jobs of names this worker has no handler for.
+/// How often to look for ready jobs of names this worker has no handler for, while it has
+/// nothing in hand. Counting reads every job row, so a busy worker looks only rarely.
 const NAME_CHECK_EVERY: Duration = Duration::from_secs(60);
+const NAME_CHECK_WHEN_BUSY: Duration = Duration::from_secs(600);
 
 pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let reap_every = (shared.lease / 2).min(Duration::from_secs(1));
     let now = shared.clock().monotonic();
-    let (mut next_reap, mut next_name_check) = (now, now);
+    let (mut next_reap, mut next_name_check) = (now, now.saturating_add(reap_every));
+    let mut last_name_check = now;
     let mut clock = ClockWatch::new(shared);
     let mut warned = HashSet::new();
     loop {
@@ -38,8 +41,13 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
             next_reap = now.saturating_add(reap_every);
         }
         if now >= next_name_check {
-            warn_unhandled_names(shared, &mut warned);
-            next_name_check = now.saturating_add(NAME_CHECK_EVERY);
+            if shared.held.len() == 0 || now.saturating_sub(last_name_check) >= NAME_CHECK_WHEN_BUSY {
+                warn_unhandled_names(shared, &mut warned);
+                last_name_check = now;
+                next_name_check = now.saturating_add(NAME_CHECK_EVERY);
+            } else {
+                next_name_check = now.saturating_add(reap_every);
+            }
         }
     }
 }
