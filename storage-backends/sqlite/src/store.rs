@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use durable_jobs_store::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
@@ -41,6 +41,9 @@ pub struct SqliteStore {
     writer: GroupWriter,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Set by an enqueue here of a job ready at once: the next claim (almost surely) has work and
+    /// skips its read-only probe, which would re-read pages the enqueue just changed.
+    enqueued_here: AtomicBool,
     /// Keeps other stores of this process from reading the file outside SQLite. Declared last:
     /// dropped after the connections.
     _open_here: OpenHere,
@@ -90,7 +93,15 @@ impl SqliteStore {
             .map(|_| open_connection(&path, &options, false).map(Mutex::new))
             .collect::<Result<_, _>>()?;
         let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
-        Ok(SqliteStore { path, identity, writer, readers, next_reader: AtomicUsize::new(0), _open_here: open_here })
+        Ok(SqliteStore {
+            path,
+            identity,
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            enqueued_here: AtomicBool::new(false),
+            _open_here: open_here,
+        })
     }
 
     /// The database file.
@@ -141,13 +152,19 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        let ready_now = jobs.iter().any(|j| j.run_at <= j.created_at);
         let jobs = jobs.to_vec();
-        self.writer.write("enqueue", move |c| jobs::enqueue(c, &jobs))
+        let enqueued = self.writer.write("enqueue", move |c| jobs::enqueue(c, &jobs))?;
+        if ready_now {
+            self.enqueued_here.store(true, Ordering::Release);
+        }
+        Ok(enqueued)
     }
 
     fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
-        // An idle worker's claims only read.
-        if !self.read("look for work", |c| claim::has_work(c, req))? {
+        // An idle worker's claims only read, unless a job was just enqueued here.
+        let enqueued_here = req.limit > 0 && self.enqueued_here.swap(false, Ordering::AcqRel);
+        if !enqueued_here && !self.read("look for work", |c| claim::has_work(c, req))? {
             let next_due =
                 if req.limit == 0 { None } else { self.read("find the next due job", |c| claim::next_due(c, req))? };
             return Ok(Claimed::new(Vec::new(), next_due));
