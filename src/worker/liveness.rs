@@ -29,12 +29,19 @@ impl Liveness {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir)?;
         // Locked under a temporary name, then renamed: no other worker ever sees the file
         // unlocked (which would read as dead).
         let own = dir.join(format!("{worker}{SUFFIX}"));
         let tmp = dir.join(format!(".{worker}.new"));
-        let file = private_file(&tmp)?;
+        let mut tries = 0;
+        let file = loop {
+            builder.create(&dir)?;
+            match private_file(&tmp) {
+                // The last worker to stop removed the empty directory in between.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                opened => break opened?,
+            }
+        };
         file.try_lock().map_err(std::io::Error::other)?;
         std::fs::rename(&tmp, &own)?;
         Ok(Liveness { dir, own, _file: file })
@@ -70,6 +77,9 @@ impl Liveness {
 impl Drop for Liveness {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.own);
+        // The last one out removes the directory, so short-lived stores leave nothing behind;
+        // it is not empty while another worker, or a dead one's file, is in it.
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -110,9 +120,10 @@ mod tests {
         assert!(me.dead_workers().is_empty());
         drop(alive);
         assert!(me.dead_workers().is_empty(), "a worker that stopped removed its file");
+        assert!(me.dir.exists(), "the directory stays while a worker is in it");
         let dir = me.dir.clone();
         drop(me);
-        std::fs::remove_dir(dir).unwrap();
+        assert!(!dir.exists(), "the last worker to stop removes the directory");
         assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
     }
 }
