@@ -218,7 +218,45 @@ pub fn a_committed_outcome_frees_its_slot_at_once(db: &dyn Backend) {
     );
 }
 
+/// A short job (1 ms) costs one write, its outcome: its start mark waits a moment in the
+/// committer and is dropped when the outcome comes (not asserted exactly: a descheduled handler
+/// may outlast the wait). A long job's start is written while it runs.
+pub fn a_short_job_costs_no_start_write(db: &dyn Backend) {
+    let store = Arc::new(FaultyStore::new(db.store()));
+    let queue = Queue::new(store.clone());
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    queue
+        .register("short", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
+            // Long enough for the committer to take the start mark alone if it did not wait.
+            std::thread::sleep(Duration::from_millis(1));
+            l.record("ran");
+            Ok(())
+        })
+        .unwrap();
+    let inner = store.clone();
+    queue
+        .register("long", move |ctx: &JobContext, (): ()| -> Result<(), std::io::Error> {
+            wait_until("the start mark is written", || inner.inner().get(ctx.id()).unwrap().unwrap().run_started);
+            Ok(())
+        })
+        .unwrap();
+    let worker = queue.worker().concurrency(2).start().unwrap();
+    let before = store.writes();
+    for _ in 0..20 {
+        let id = queue.enqueue("short", &(), JobOptions::new()).unwrap();
+        queue.wait(id, PATIENCE).unwrap();
+    }
+    let short_writes = store.writes() - before;
+    let long = queue.enqueue("long", &(), JobOptions::new()).unwrap();
+    let info = queue.wait(long, PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!((ledger.count("ran"), info.status), (20, JobStatus::Completed));
+    assert!((20..=24).contains(&short_writes), "20 outcomes and few start marks, not 40 writes: {short_writes}");
+}
+
 crate::backend_tests!(
+    a_short_job_costs_no_start_write,
     a_committed_outcome_frees_its_slot_at_once,
     every_due_time_wakes_the_worker,
     run_one_needs_no_pool,

@@ -47,6 +47,8 @@ pub enum Fault {
 pub struct FaultyStore<S> {
     inner: S,
     calls: AtomicU64,
+    /// Writes passed on to the inner store's `commit`.
+    writes: AtomicU64,
     stalled_renewals: AtomicBool,
     /// Microseconds every run-ending commit waits before reaching the inner store.
     slow_endings: AtomicU64,
@@ -84,6 +86,7 @@ impl<S: Store> FaultyStore<S> {
         FaultyStore {
             inner,
             calls: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             stalled_renewals: AtomicBool::new(false),
             slow_endings: AtomicU64::new(0),
             plan: Mutex::new(Plan::default()),
@@ -118,6 +121,11 @@ impl<S: Store> FaultyStore<S> {
     /// Calls made so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Writes that reached the inner store's `commit` so far (each write of a batch counts).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Calls the fault has hit so far.
@@ -194,7 +202,10 @@ impl<S: Store> Store for FaultyStore<S> {
         if slow > 0 && writes.iter().any(Write::ends_run) {
             std::thread::sleep(std::time::Duration::from_micros(slow));
         }
-        self.call("commit", |s| s.commit(worker, now, writes))
+        self.call("commit", |s| {
+            self.writes.fetch_add(writes.len() as u64, Ordering::SeqCst);
+            s.commit(worker, now, writes)
+        })
     }
     fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
         self.call("renew", |s| {
