@@ -106,6 +106,10 @@ impl Queue {
 
     /// How many jobs are in each state, per queue and handler name ([`Counts`]).
     ///
+    /// Counting reads every kept job: on SQLite about half a second and some megabytes of
+    /// sort memory per million rows (finished jobs included) on a small machine. Call it for
+    /// a progress display or a check, not in a tight loop over a large table.
+    ///
     /// # Errors
     ///
     /// [`Error::Store`] if the store fails.
@@ -158,6 +162,10 @@ impl Queue {
     /// Waits until no job is ready, prefetched or running (scheduled and waiting jobs do not
     /// count), for at most `timeout`: for command-line programs and tests that enqueue work,
     /// start a worker and want to stop when it is done. Returns the counts it saw last.
+    ///
+    /// It counts (see [`counts`](Queue::counts)) after each commit of this process and every
+    /// 100 ms; over a table of millions of kept jobs, waiting for the last job's id with
+    /// [`wait`](Queue::wait) costs far less.
     ///
     /// ```
     /// use std::time::Duration;

@@ -199,6 +199,7 @@ mod tests {
 
     fn migrated() -> Connection {
         let mut conn = Connection::open_in_memory().expect("open");
+        crate::connection::plan_once(&conn).expect("stable plans");
         crate::schema::migrate(&mut conn, 0).expect("migrate");
         conn
     }
@@ -220,6 +221,32 @@ mod tests {
         }
         assert!(plan(&conn, NEXT_WAKE).contains("dj_jobs_wake"), "{}", plan(&conn, NEXT_WAKE));
         assert!(plan(&conn, ANY_DUE).contains("dj_jobs_due"), "{}", plan(&conn, ANY_DUE));
+    }
+
+    /// Claims compile their statements once (PERFORMANCE.md, fact 7): with the store's
+    /// connection settings, executing them again recompiles nothing.
+    #[test]
+    fn claim_statements_are_not_recompiled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.db");
+        drop(Connection::open(&path).expect("create"));
+        let mut conn = crate::connection::open_connection(&path, &crate::SqliteOptions::new(), true).expect("open");
+        crate::schema::migrate(&mut conn, 0).expect("migrate");
+        let req = ClaimRequest::new("w", Timestamp(10), Timestamp(20)).names(["a"]).limit(2);
+        for i in 0..3 {
+            conn.execute(
+                "INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts,
+                                      created_at, updated_at)
+                 VALUES ('default', 'a', '{}', 'pending', 0, ?1, 0, 3, ?1, ?1)",
+                [i],
+            )
+            .expect("insert");
+            assert_eq!(claim(&conn, &req).expect("claim").jobs.len(), 1);
+        }
+        for sql in [TAKE_BEST, PROMOTE_SCHEDULED, WAKE_WAITING, NEXT_SCHEDULED, NEXT_WAKE] {
+            let recompiled = conn.prepare_cached(sql).expect("cached").get_status(rusqlite::StatementStatus::RePrepare);
+            assert_eq!(recompiled, 0, "recompiled {recompiled} times:\n{sql}");
+        }
     }
 
     /// G7 / S12 and issue 9: a claim reads the same with a million finished jobs, 200k jobs due

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use durable_jobs_store::{StoreError, StoreErrorKind};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::Context;
@@ -52,8 +53,16 @@ pub(crate) fn open_connection(path: &Path, options: &SqliteOptions, writer: bool
         let pages = (bytes / page_size.unsigned_abs().max(1)).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).context("set max size")?;
     }
+    plan_once(&conn).context("set the planner stability guarantee")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Sets the query planner stability guarantee. Without it, a statement whose bound parameter
+/// is compared, while planning, with the partial index's `WHERE status = 'pending'` is
+/// recompiled at every execution (PERFORMANCE.md, fact 7).
+pub(crate) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(drop)
 }
 
 /// Runs `PRAGMA quick_check` on a read-only connection (which never writes the file).

@@ -136,6 +136,7 @@ pub(crate) mod tests {
     #[test]
     fn unique_key_lookups_use_their_indexes() {
         let mut conn = Connection::open_in_memory().expect("open");
+        crate::connection::plan_once(&conn).expect("stable plans");
         crate::schema::migrate(&mut conn, 0).expect("migrate");
         let holder = plan(&conn, LIVE_KEY_HOLDER);
         assert!(holder.contains("dj_jobs_unique"), "unique lookup plan:\n{holder}");
