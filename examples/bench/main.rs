@@ -135,7 +135,9 @@ fn print(rows: &[Row], json: bool) -> Res<()> {
 }
 
 fn human(v: f64) -> String {
-    if v >= 10_000.0 {
+    if v >= 1_000_000.0 {
+        format!("{:.1}M", v / 1_000_000.0)
+    } else if v >= 10_000.0 {
         format!("{:.1}k", v / 1000.0)
     } else if v >= 100.0 {
         format!("{v:.0}")
