@@ -190,7 +190,7 @@ impl JobContext {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, step: &str, value: &[u8]) -> Result<T, Error> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, step: &str, value: &[u8]) -> Result<T, Error> {
         serde_json::from_slice(value).map_err(|source| Error::Decode {
             job: self.id(),
             name: step.to_owned(),

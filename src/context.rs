@@ -34,6 +34,16 @@ pub struct JobContext {
     deadline: Option<Duration>,
     signal: Arc<JobSignal>,
     steps: RefCell<Steps>,
+    /// A durable wait the handler asked for: written with the run's end.
+    pub(crate) suspension: RefCell<Option<Suspension>>,
+}
+
+/// What suspends a job when its handler returns: the wait's checkpoint (on its first run) and
+/// when to wake.
+#[derive(Debug)]
+pub(crate) struct Suspension {
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) wake_at: durable_jobs_store::Timestamp,
 }
 
 /// The per-attempt state of durable steps.
@@ -77,6 +87,7 @@ impl JobContext {
             deadline: job.timeout.and_then(|t| started.checked_add(t)),
             signal,
             steps: RefCell::new(Steps { next: 0, depth: 0, replay: Replay::new(job.id, job.resumed) }),
+            suspension: RefCell::new(None),
         }
     }
 
@@ -118,15 +129,18 @@ impl JobContext {
         self.time_left().map(|left| Instant::now() + left)
     }
 
-    /// Whether the handler should stop: the timeout passed, the worker is shutting down, or the
-    /// lease was lost (another worker may run the job now). Steps refuse to start then.
+    /// Whether the handler should stop: the timeout passed, the worker is shutting down, the
+    /// lease was lost (another worker may run the job now), or a durable wait suspended the
+    /// job. Steps refuse to start then.
     pub fn is_cancelled(&self) -> bool {
         self.check_running().is_err()
     }
 
     /// `Ok` while the attempt may go on; else the error saying why not.
     pub(crate) fn check_running(&self) -> Result<(), Error> {
-        if self.signal.is_lease_lost() {
+        if self.suspension.borrow().is_some() {
+            Err(Error::Suspended { job: self.id() })
+        } else if self.signal.is_lease_lost() {
             Err(Error::LeaseLost { job: self.id() })
         } else if self.signal.is_cancelled() {
             Err(Error::Cancelled { job: self.id() })

@@ -128,6 +128,16 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// The job is suspended by a durable wait ([`JobContext::sleep`](crate::JobContext::sleep)):
+    /// return this error from the handler (`?` does). The worker thread is freed, and the
+    /// handler runs again from the top when the wait is over, replaying its checkpoints. Not a
+    /// failure: no attempt is charged.
+    #[error("job {job} is suspended by a durable wait; return this error from the handler")]
+    Suspended {
+        /// The job.
+        job: JobId,
+    },
+
     /// The workflow called a different step at a position than the one checkpointed there:
     /// its code changed between attempts. Terminal.
     #[error(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use durable_jobs_store::{ClaimRequest, ClaimedJob, Write, WriteOp, WriteOutcome};
 
+use crate::context::Suspension;
 use crate::failure::Failure;
 use crate::queue::QueueInner;
 use crate::registry::HandlerError;
@@ -23,8 +24,9 @@ const RUN_ONE_LEASE: Duration = Duration::from_secs(300);
 /// What to do after a run.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Commit this (a completion, a retry or a failure).
-    Write(Write),
+    /// Commit these, in one transaction: a completion, a retry or a failure, or a suspension
+    /// with its wait's checkpoint.
+    Writes(Vec<Write>),
     /// Hand the job back without charging it: the worker is stopping.
     Release,
     /// Nothing to write: the run no longer holds the job.
@@ -48,6 +50,7 @@ pub(crate) fn execute(
     let started = queue.clock.monotonic();
     let ctx = JobContext::new(queue.clone(), worker.clone(), job, signal.clone(), started);
     let handler = queue.registry.read().get(&job.name);
+    let mut panicked = false;
     let result = match handler {
         // Registration cannot be undone, so this is only reachable through a store bug.
         None => Err(Failure::Retry { message: format!("no handler for {:?} in this worker", job.name), after: None }),
@@ -61,12 +64,35 @@ pub(crate) fn execute(
             Ok(Err(HandlerError::Encode(source))) => {
                 Err(Failure::Permanent(Error::Encode { name: job.name.clone(), what: "result", source }.to_string()))
             }
-            Err(panic) => Err(Failure::Retry { message: format!("handler panicked: {panic}"), after: None }),
+            Err(panic) => {
+                panicked = true;
+                Err(Failure::Retry { message: format!("handler panicked: {panic}"), after: None })
+            }
         },
     };
     let timed_out = job.timeout.filter(|_| ctx.time_left() == Some(Duration::ZERO));
+    let suspension = ctx.suspension.borrow_mut().take();
     drop(ctx);
-    outcome(queue, job, signal, result, timed_out)
+    if signal.is_lease_lost() {
+        // Another worker may own the job now; the write would be refused.
+        tracing::warn!(job = %job.id, "job finished after losing its lease; outcome discarded");
+        return Outcome::Discard;
+    }
+    match suspension {
+        // A durable wait suspends the job whatever the handler returned after asking for it,
+        // unless it panicked or ran out of time.
+        Some(s) if timed_out.is_none() && !panicked => Outcome::Writes(suspend(job, s)),
+        _ => outcome(queue, job, signal, result, timed_out),
+    }
+}
+
+/// The writes suspending `job`: the wait's checkpoint (on its first run), then the suspension.
+fn suspend(job: &ClaimedJob, suspension: Suspension) -> Vec<Write> {
+    let claim = job.claim();
+    let mut writes = Vec::with_capacity(2);
+    writes.extend(suspension.checkpoint.map(|c| Write::checkpoint(claim, c)));
+    writes.push(Write::suspend(claim, Some(suspension.wake_at)));
+    writes
 }
 
 /// Commits the start of a run that must confirm it before its handler runs.
@@ -94,11 +120,6 @@ fn outcome(
     result: Result<Vec<u8>, Failure>,
     timed_out: Option<Duration>,
 ) -> Outcome {
-    if signal.is_lease_lost() {
-        // Another worker may own the job now; the write would be refused.
-        tracing::warn!(job = %job.id, "job finished after losing its lease; outcome discarded");
-        return Outcome::Discard;
-    }
     let result = match timed_out {
         // A result that comes after the deadline is a timeout, whatever it is.
         Some(timeout) => {
@@ -109,12 +130,12 @@ fn outcome(
     let claim = job.claim();
     match result {
         Ok(value) => match queue.check_size(&job.name, "result", value.len()) {
-            Ok(()) => Outcome::Write(Write::complete(claim, value)),
-            Err(e) => Outcome::Write(Write::fail(claim, e.to_string())),
+            Ok(()) => Outcome::Writes(vec![Write::complete(claim, value)]),
+            Err(e) => Outcome::Writes(vec![Write::fail(claim, e.to_string())]),
         },
         // Stopped by the shutdown: released (not failed), its attempt given back.
         Err(_) if signal.is_cancelled() && timed_out.is_none() => Outcome::Release,
-        Err(failure) => Outcome::Write(failure_write(queue, job, failure)),
+        Err(failure) => Outcome::Writes(vec![failure_write(queue, job, failure)]),
     }
 }
 
@@ -131,11 +152,14 @@ pub(crate) fn failure_write(queue: &QueueInner, job: &ClaimedJob, failure: Failu
 }
 
 impl QueueInner {
-    /// After a commit of `writes`: wakes waiters, and workers for retries coming due.
+    /// After a commit of `writes`: wakes waiters, and workers for retries and sleeps coming due.
     pub(crate) fn committed(&self, writes: &[Write]) {
         for write in writes {
-            if let WriteOp::Retry { run_at, .. } = &write.op {
-                self.wake_workers(*run_at);
+            match &write.op {
+                WriteOp::Retry { run_at, .. } | WriteOp::Suspend { wake_at: Some(run_at), .. } => {
+                    self.wake_workers(*run_at);
+                }
+                _ => {}
             }
         }
         self.notify_committed();
@@ -171,8 +195,7 @@ impl Queue {
         let outcome = execute(inner, &worker, &job, &Arc::new(JobSignal::default()));
         inner.handler_returned(job.id);
         match outcome {
-            Outcome::Write(write) => {
-                let writes = [write];
+            Outcome::Writes(writes) => {
                 let commit = || inner.store.commit(&worker, inner.now(), &writes);
                 with_patience(&*inner.clock, "commit", &PATIENCE, || true, commit)?;
                 inner.committed(&writes);

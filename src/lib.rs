@@ -60,6 +60,7 @@ mod registry;
 mod replay;
 mod retry;
 mod signal;
+mod sleep;
 mod unwind;
 mod wait;
 mod worker;

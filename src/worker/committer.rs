@@ -23,8 +23,8 @@ const PATIENCE: Patience = Patience { budget: Duration::from_secs(10), max_pause
 pub(crate) enum Commit {
     /// A run's handler started (nobody waits for it).
     Start(Claim),
-    /// A run's outcome (nobody waits for it).
-    Write(Write),
+    /// A run's outcome (nobody waits for it): writes committed in one transaction.
+    Writes(Vec<Write>),
     /// Commit what is queued, then stop.
     Stop,
 }
@@ -46,7 +46,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
             while let Some(msg) = next.take() {
                 match msg {
                     Commit::Start(claim) => writes.push(Write::start(claim)),
-                    Commit::Write(w) => writes.push(w),
+                    Commit::Writes(ws) => writes.extend(ws),
                     Commit::Stop => stop = true,
                 }
                 if writes.len() < MAX_BATCH {

@@ -15,5 +15,6 @@ mod leases;
 mod retries;
 mod scheduling;
 mod shutdown;
+mod sleep;
 mod timing;
 mod workflows;

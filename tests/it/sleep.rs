@@ -1,0 +1,159 @@
+//! Issue 10: durable sleep. A sleeping workflow holds no thread, wakes at its deadline (from the
+//! worker's timer, on virtual time here), replays only what is left after a restart, and is
+//! never charged an attempt.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_jobs::{Error, JobContext, JobOptions, JobStatus, ManualClock, Queue};
+
+use crate::support::{register_recorder, wait_until, Backend, Ledger, PATIENCE};
+
+/// How long "nap" sleeps.
+const NAP: Duration = Duration::from_secs(600);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn status(queue: &Queue, id: durable_jobs::JobId) -> JobStatus {
+    queue.job(id).unwrap().unwrap().status
+}
+
+/// Registers "nap": records "before <n>", sleeps ten minutes, records "after <n>".
+fn register_nap(queue: &Queue, ledger: &Ledger) {
+    let l = ledger.clone();
+    queue
+        .register("nap", move |ctx: &JobContext, n: u32| -> Result<u32, Error> {
+            ctx.step("before", || {
+                l.record(format!("before {n}"));
+                Ok::<_, std::io::Error>(())
+            })?;
+            ctx.sleep(NAP)?;
+            ctx.step("after", || {
+                l.record(format!("after {n}"));
+                Ok::<_, std::io::Error>(())
+            })?;
+            Ok(n)
+        })
+        .unwrap();
+}
+
+/// A sleeping workflow frees its thread: a one-thread pool runs other jobs while it sleeps,
+/// and the worker's own timer wakes it when the (virtual) ten minutes have passed; no poll
+/// helps (the worker polls once an hour). Each step ran once, and the attempt is still the first.
+pub fn a_sleeping_workflow_frees_its_thread(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock.clone()).build();
+    let ledger = Ledger::default();
+    register_nap(&queue, &ledger);
+    register_recorder(&queue, "plain", &ledger);
+    let nap = queue.enqueue("nap", &1, JobOptions::new().retries(1)).unwrap();
+    let worker = queue.worker().concurrency(1).poll_interval(HOUR).start().unwrap();
+    wait_until("the workflow sleeps", || status(&queue, nap) == JobStatus::Waiting);
+    let plain = queue.enqueue_batch("plain", &["p1", "p2", "p3"], JobOptions::new()).unwrap();
+    for id in &plain {
+        assert_eq!(queue.wait(*id, PATIENCE).unwrap().status, JobStatus::Completed);
+    }
+    assert_eq!(status(&queue, nap), JobStatus::Waiting, "still asleep while the others ran");
+    clock.advance(NAP);
+    let info = queue.wait(nap, PATIENCE).unwrap();
+    worker.shutdown();
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 1), "{info:?}");
+    assert_eq!((ledger.count("before 1"), ledger.count("after 1")), (1, 1), "{:?}", ledger.entries());
+}
+
+/// A thousand workflows asleep at once on a two-thread pool: all suspend (none holds a thread),
+/// all wake and finish, each step run exactly once.
+pub fn a_thousand_sleepers_on_two_threads(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock.clone()).build();
+    let ledger = Ledger::default();
+    register_nap(&queue, &ledger);
+    let ids = queue.enqueue_batch("nap", &(0..1000).collect::<Vec<u32>>(), JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(2).start().unwrap();
+    wait_until("all 1,000 sleep", || queue.counts().unwrap().total().waiting == 1000);
+    clock.advance(NAP);
+    wait_until("all 1,000 finish", || queue.counts().unwrap().total().completed == 1000);
+    worker.shutdown();
+    for n in 0..1000 {
+        assert_eq!((ledger.count(&format!("before {n}")), ledger.count(&format!("after {n}"))), (1, 1), "{n}");
+    }
+    assert!(ids.iter().all(|id| queue.job(*id).unwrap().unwrap().attempt == 1));
+}
+
+/// The deadline is recorded at the first run: a process that starts later (a new queue on the
+/// same storage) runs the job only when the rest of the nap has passed; a sleep whose time has
+/// already come is recorded and the workflow goes on.
+pub fn a_sleep_replays_only_what_is_left(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let first = Queue::builder(db.store()).clock(clock.clone()).build();
+    let ledger = Ledger::default();
+    register_nap(&first, &ledger);
+    let id = first.enqueue("nap", &7, JobOptions::new()).unwrap();
+    assert_eq!(first.run_one("default").unwrap(), Some(id));
+    assert_eq!(status(&first, id), JobStatus::Waiting);
+    drop(first);
+    clock.advance(NAP / 2);
+    let restarted = Queue::builder(db.store()).clock(clock.clone()).build();
+    register_nap(&restarted, &ledger);
+    assert_eq!(restarted.run_one("default").unwrap(), None, "half the nap is left");
+    clock.advance(NAP / 2);
+    assert_eq!(restarted.run_one("default").unwrap(), Some(id));
+    assert_eq!(restarted.result::<u32>(id).unwrap(), 7);
+    assert_eq!((ledger.count("before 7"), ledger.count("after 7")), (1, 1));
+    let names: Vec<String> = restarted.checkpoints(id).unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["before", "@sleep", "after"]);
+
+    restarted
+        .register("no-wait", |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            ctx.sleep(Duration::ZERO)?;
+            ctx.sleep_until(std::time::SystemTime::UNIX_EPOCH)
+        })
+        .unwrap();
+    let past = restarted.enqueue("no-wait", &(), JobOptions::new()).unwrap();
+    assert_eq!(restarted.run_one("default").unwrap(), Some(past));
+    assert_eq!(status(&restarted, past), JobStatus::Completed, "a past deadline does not suspend");
+    assert_eq!(restarted.checkpoints(past).unwrap().len(), 2, "and is recorded");
+}
+
+/// A workflow whose code now calls a step where a sleep was recorded fails for good with a
+/// determinism error naming both; steps refuse to start once a sleep has suspended the job.
+pub fn a_step_where_a_sleep_was_recorded_is_a_determinism_error(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock.clone()).build();
+    let changed = Arc::new(AtomicBool::new(false));
+    let after_suspension = Arc::new(std::sync::Mutex::new(None));
+    let (c, a) = (changed.clone(), after_suspension.clone());
+    queue
+        .register("flow", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            if c.load(Ordering::SeqCst) {
+                return ctx.step("charge", || Ok::<_, std::io::Error>(()));
+            }
+            let slept = ctx.sleep(HOUR);
+            // A handler that goes on regardless: the job suspends anyway, and no step starts.
+            let step = ctx.step("too-early", || Ok::<_, std::io::Error>(()));
+            *a.lock().unwrap() = Some((slept.is_err(), step.map_err(|e| e.to_string())));
+            Ok(())
+        })
+        .unwrap();
+    let id = queue.enqueue("flow", &(), JobOptions::new()).unwrap();
+    queue.run_one("default").unwrap();
+    assert_eq!(status(&queue, id), JobStatus::Waiting);
+    let seen = after_suspension.lock().unwrap().take().unwrap();
+    assert!(seen.0, "the sleep returned Error::Suspended");
+    assert!(seen.1.as_ref().is_err_and(|e| e.contains("suspended")), "{seen:?}");
+    assert_eq!(queue.checkpoints(id).unwrap().len(), 1, "only the sleep is recorded");
+    changed.store(true, Ordering::SeqCst);
+    clock.advance(HOUR);
+    queue.run_one("default").unwrap();
+    let info = queue.job(id).unwrap().unwrap();
+    let error = info.last_error.clone().unwrap_or_default();
+    assert_eq!(info.status, JobStatus::Failed, "{info:?}");
+    assert!(error.contains("\"@sleep\"") && error.contains("\"charge\""), "{error}");
+}
+
+crate::backend_tests!(
+    a_sleeping_workflow_frees_its_thread,
+    a_thousand_sleepers_on_two_threads,
+    a_sleep_replays_only_what_is_left,
+    a_step_where_a_sleep_was_recorded_is_a_determinism_error,
+);
