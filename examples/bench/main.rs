@@ -11,6 +11,7 @@
 mod recovery;
 mod system;
 mod timing;
+mod waits;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +110,9 @@ fn run(args: &Args) -> Res<()> {
     }
     if want("W7") {
         rows.push(bench.w7()?);
+    }
+    if want("W8") {
+        rows.extend(bench.w8(10_000 / scale)?);
     }
     if want("idle") {
         rows.extend(bench.idle(if args.quick { 2 } else { 10 })?);

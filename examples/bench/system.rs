@@ -11,12 +11,26 @@ pub(super) fn cpu_seconds() -> f64 {
 
 /// The process's peak resident memory (VmHWM), in MiB.
 pub(super) fn peak_rss_mib() -> f64 {
+    status_field("VmHWM:") / 1024.0
+}
+
+/// The process's resident memory now (VmRSS), in MiB.
+pub(super) fn rss_mib() -> f64 {
+    status_field("VmRSS:") / 1024.0
+}
+
+/// The process's threads now.
+pub(super) fn threads() -> usize {
+    status_field("Threads:") as usize
+}
+
+/// A number from `/proc/self/status` (0 if absent).
+fn status_field(name: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
+    status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+        .unwrap_or(0.0)
 }
