@@ -5,6 +5,7 @@
 //! - S11: three worker processes and a producer on one SQLite file, no crash.
 //! - S9: a worker stopped with SIGSTOP past its lease; another takes the job over; the stopped one
 //!   resumes and its late write is refused.
+//! - G12: workflows asleep when their worker is killed wake at their deadline in the next one.
 //!
 //! The steps write a ledger (an append-only file) that the parent checks: every job completed,
 //! every re-run of a step explained by a crash that hit it in flight, nothing re-run after its
@@ -16,7 +17,7 @@ mod workers;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use durable_jobs::{JobFilter, JobOptions, JobStatus};
 use workers::{check, signal, wait_all, Run, BACKENDS};
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
             scenarios.push(("S9 stopped worker", Box::new(move || stopped_worker(backend))));
         }
         scenarios.push(("G5 process-killing job", Box::new(move || poison(backend))));
+        scenarios.push(("G12 sleepers outlive kill -9", Box::new(move || sleepers_outlive_a_crash(backend))));
         scenarios.push((
             "G11 crashes charge only started runs",
             Box::new(move || crashes_charge_started_runs(backend, seed)),
@@ -211,6 +213,73 @@ fn crashes_charge_started_runs(backend: &'static str, seed: u64) -> Result<Strin
         "3 kills; {} completed ({spared} of them lost unstarted, not charged), {failed} failed (started when killed); \
          the last worker finished in {recovered_in:.1?} with 1 h leases",
         jobs - failed
+    ))
+}
+
+/// G12: workflows asleep when their worker is killed wake at their recorded deadline in the
+/// next worker, never early, and their steps before and after the sleep run exactly once.
+fn sleepers_outlive_a_crash(backend: &'static str) -> Result<String, String> {
+    const SLEEPERS: usize = 20;
+    let mut run = Run::new(backend)?;
+    let queue = run.queue()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
+    let deadlines: Vec<u64> = (0..SLEEPERS as u64)
+        .map(|i| u64::try_from((now + Duration::from_millis(2000 + 50 * i)).as_micros()).unwrap_or(u64::MAX))
+        .collect();
+    // Three attempts: a kill that lands before a suspension commits costs the started run one.
+    let ids = queue.enqueue_batch("sleeper", &deadlines, JobOptions::new().retries(3)).map_err(|e| e.to_string())?;
+    run.expect = SLEEPERS;
+    drop(queue); // one process at a time may open a sled database
+    let mut first = run.spawn(&[])?;
+    let started = Instant::now();
+    while run.ledger().unwrap_or_default().lines().filter(|l| l.starts_with("sleeping ")).count() < SLEEPERS {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = first.kill();
+            return Err("the sleepers did not all fall asleep".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Give the last suspension time to commit, then kill while every one sleeps.
+    std::thread::sleep(Duration::from_millis(200));
+    first.kill().map_err(|e| format!("SIGKILL: {e}"))?;
+    first.wait().map_err(|e| e.to_string())?;
+    let ledger = run.ledger()?;
+    if ledger.lines().any(|l| l.starts_with("woke ")) {
+        return Err("a sleeper woke before the kill; the scenario tested nothing".into());
+    }
+    wait_all(&mut [run.spawn(&[])?])?;
+    let ledger = run.ledger()?;
+    let mut latest = 0_i128;
+    for id in &ids {
+        let count = |what: &str| ledger.lines().filter(|l| l.starts_with(&format!("{what} {id} "))).count();
+        let (before, after) =
+            (count("effect"), ledger.lines().filter(|l| l.starts_with(&format!("effect {id} after"))).count());
+        if (before, after, count("woke")) != (2, 1, 1) {
+            return Err(format!("job {id}: {before} effects, {after} after the sleep, {} wake-ups", count("woke")));
+        }
+        let late: i128 = ledger
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("woke {id} ")))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .ok_or_else(|| format!("job {id}: no lateness recorded"))?;
+        if late < 0 {
+            return Err(format!("job {id} woke {} µs early", -late));
+        }
+        latest = latest.max(late);
+    }
+    let queue = run.queue()?;
+    let mut charged = 0;
+    for id in &ids {
+        let info = queue.job(*id).map_err(|e| e.to_string())?.ok_or("job gone")?;
+        if info.status != JobStatus::Completed || info.attempt > 2 {
+            return Err(format!("job {id}: {info:?}"));
+        }
+        charged += usize::from(info.attempt == 2);
+    }
+    Ok(format!(
+        "{SLEEPERS} sleepers killed mid-sleep ({charged} caught before their suspension committed); all woke on \
+         the next worker, none early, the latest {:.1} ms late",
+        latest as f64 / 1000.0
     ))
 }
 

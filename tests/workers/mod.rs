@@ -76,6 +76,23 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
         Ok(pid)
     })?;
     let d = dir.to_path_buf();
+    queue.register("sleeper", move |ctx: &JobContext, until_us: u64| -> Result<(), Error> {
+        let id = ctx.id();
+        ctx.step("before", || {
+            record(&d, &format!("effect {id} before {pid}"));
+            Ok::<_, Error>(())
+        })?;
+        record(&d, &format!("sleeping {id} {pid}"));
+        ctx.sleep_until(std::time::UNIX_EPOCH + Duration::from_micros(until_us))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let late_us = i128::try_from(now.as_micros()).unwrap_or(i128::MAX) - i128::from(until_us);
+        record(&d, &format!("woke {id} {late_us} {pid}"));
+        ctx.step("after", || {
+            record(&d, &format!("effect {id} after {pid}"));
+            Ok::<_, Error>(())
+        })
+    })?;
+    let d = dir.to_path_buf();
     queue.register("flow", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
         for n in 1..=STEPS {
             match call::<u32>(ctx, "step", &n) {
