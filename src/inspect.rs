@@ -49,6 +49,8 @@ pub struct JobInfo {
     pub started_at: Option<SystemTime>,
     /// When it finished.
     pub finished_at: Option<SystemTime>,
+    /// For a `waiting` job, when it wakes: the deadline of its durable sleep.
+    pub wake_at: Option<SystemTime>,
 }
 
 impl From<JobRecord> for JobInfo {
@@ -72,6 +74,7 @@ impl From<JobRecord> for JobInfo {
             run_at: r.run_at.to_system_time(),
             started_at: r.started_at.map(Timestamp::to_system_time),
             finished_at: r.finished_at.map(Timestamp::to_system_time),
+            wake_at: r.wake_at.filter(|_| r.status == JobStatus::Waiting).map(Timestamp::to_system_time),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_jobs::{Error, JobContext, JobOptions, JobStatus, ManualClock, Queue};
+use durable_jobs::store::Timestamp;
+use durable_jobs::{Clock, Error, JobContext, JobOptions, JobStatus, ManualClock, Queue};
 
 use crate::support::{register_recorder, wait_until, Backend, Ledger, PATIENCE};
 
@@ -90,7 +91,9 @@ pub fn a_sleep_replays_only_what_is_left(db: &dyn Backend) {
     register_nap(&first, &ledger);
     let id = first.enqueue("nap", &7, JobOptions::new()).unwrap();
     assert_eq!(first.run_one("default").unwrap(), Some(id));
-    assert_eq!(status(&first, id), JobStatus::Waiting);
+    let asleep = first.job(id).unwrap().unwrap();
+    let deadline = Timestamp::from_system_time(clock.now()).saturating_add(NAP).to_system_time();
+    assert_eq!((asleep.status, asleep.wake_at), (JobStatus::Waiting, Some(deadline)), "JobInfo says until when");
     drop(first);
     clock.advance(NAP / 2);
     let restarted = Queue::builder(db.store()).clock(clock.clone()).build();
