@@ -154,7 +154,24 @@ pub fn a_step_where_a_sleep_was_recorded_is_a_determinism_error(db: &dyn Backend
     assert!(error.contains("\"@sleep\"") && error.contains("\"charge\""), "{error}");
 }
 
+/// A sleeping job can be cancelled: it never wakes, and the steps after its sleep never run.
+pub fn a_sleeping_job_can_be_cancelled(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock.clone()).build();
+    let ledger = Ledger::default();
+    register_nap(&queue, &ledger);
+    let id = queue.enqueue("nap", &3, JobOptions::new()).unwrap();
+    assert_eq!(queue.run_one("default").unwrap(), Some(id));
+    assert_eq!(queue.cancel(id).unwrap(), durable_jobs::store::CancelOutcome::Cancelled);
+    clock.advance(HOUR);
+    assert_eq!(queue.run_one("default").unwrap(), None);
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!((info.status, info.wake_at), (JobStatus::Cancelled, None));
+    assert_eq!((ledger.count("before 3"), ledger.count("after 3")), (1, 0));
+}
+
 crate::backend_tests!(
+    a_sleeping_job_can_be_cancelled,
     a_sleeping_workflow_frees_its_thread,
     a_thousand_sleepers_on_two_threads,
     a_sleep_replays_only_what_is_left,
