@@ -138,6 +138,15 @@ pub enum Error {
         job: JobId,
     },
 
+    /// A durable wait ([`JobContext::sleep`](crate::JobContext::sleep)) was called inside a
+    /// step (a [`call`](crate::call)ed handler or [`JobContext::step`](crate::JobContext::step)):
+    /// a step runs to its end on its thread, so it cannot suspend. Wait in the workflow itself.
+    #[error("job {job}: a durable wait cannot run inside a step; wait in the workflow itself")]
+    WaitInStep {
+        /// The job.
+        job: JobId,
+    },
+
     /// The workflow called a different step at a position than the one checkpointed there:
     /// its code changed between attempts. Terminal.
     #[error(

@@ -17,18 +17,22 @@ impl JobContext {
     /// thread runs other jobs, and the handler runs again from the top once the time has
     /// passed, replaying its checkpoints, so the sleep survives restarts and crashes.
     ///
-    /// - Returns [`Error::Suspended`]: return it from the handler (`?` does). The next run
-    ///   returns `Ok(())` here and goes on.
+    /// - Returns [`Error::Suspended`]: return it from the handler (`?` does). When the handler
+    ///   returns, the sleep's checkpoint and the suspension commit in one transaction; whatever
+    ///   the handler returns after asking to sleep is discarded (no step starts after it:
+    ///   they return `Error::Suspended` too). The next run returns `Ok(())` here and goes on.
     /// - The sleep takes the next step position (shared with [`call`](crate::call) and
-    ///   [`step`](Self::step)); its deadline is fixed and recorded at the first run, so a run
-    ///   after a restart sleeps only what is left. A deadline already past is recorded and the
-    ///   handler goes on without suspending.
+    ///   [`step`](Self::step)). Its deadline is recorded when the suspension commits, moments
+    ///   after the call, and every later run keeps it: a run after a restart sleeps only what
+    ///   is left. (A run that dies, panics or times out before its suspension commits records
+    ///   nothing: its next run sleeps again from then.) A deadline already past is recorded
+    ///   and the handler goes on without suspending.
     /// - Suspending and waking charge no attempt, and a job's timeout does not run while it
     ///   sleeps.
     /// - A worker of this process starts the job within a millisecond or two of its deadline; a
     ///   worker of another process within its poll interval.
-    /// - Inside a step (`call` or `step`), a sleep is part of that step: it blocks the thread
-    ///   and records nothing.
+    /// - Inside a step ([`call`](crate::call) or [`step`](Self::step)) a durable sleep cannot
+    ///   suspend: [`Error::WaitInStep`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -53,7 +57,8 @@ impl JobContext {
     /// # Errors
     ///
     /// [`Error::Suspended`] to return from the handler; [`Error::Determinism`] if a step was
-    /// recorded at this position; the errors of [`call`](crate::call) recording a checkpoint.
+    /// recorded at this position; [`Error::WaitInStep`] inside a step; the errors of
+    /// [`call`](crate::call) recording a checkpoint.
     pub fn sleep(&self, duration: Duration) -> Result<(), Error> {
         self.sleep_to(self.queue.now().saturating_add(duration))
     }
@@ -71,8 +76,7 @@ impl JobContext {
         self.check_running()?;
         let Some(index) = self.enter_step() else {
             self.leave_step();
-            crate::wait::sleep(&*self.queue.clock, wanted.duration_since(self.queue.now()));
-            return Ok(());
+            return Err(Error::WaitInStep { job: self.id() });
         };
         let out = self.sleep_at(index, wanted);
         self.leave_step();

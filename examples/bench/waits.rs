@@ -11,9 +11,10 @@ fn micros(t: SystemTime) -> u64 {
 }
 
 impl Bench {
-    /// W8: `n` workflows start, each sleeps until its own time (100 ms to 1 s after a 2 s head
-    /// start in which all of them start and suspend) and on waking reports how late it is;
-    /// also the threads and memory the process adds while they sleep.
+    /// W8: `n` workflows start, each sleeps until its own time (100 ms to 1 s after a head
+    /// start of 2 s plus 0.1 ms per workflow, in which all of them start and suspend) and on
+    /// waking reports how late it is; also the threads and memory the process adds while they
+    /// sleep.
     pub(super) fn w8(&self, n: usize) -> Res<Vec<Row>> {
         progress("W8", &format!("{n} workflows asleep at once, waking 100 ms to 1 s apart: lateness"));
         let queue = Queue::new(self.open(&self.path("w8"))?);
@@ -26,7 +27,9 @@ impl Bench {
         })?;
         let (threads_before, rss_before) = (system::threads(), system::rss_mib());
         let worker = queue.worker().concurrency(4).start()?;
-        let base = SystemTime::now() + Duration::from_secs(2);
+        // A head start in which every workflow starts and falls asleep.
+        let head_start = Duration::from_secs(2) + Duration::from_micros(100) * u32::try_from(n).unwrap_or(u32::MAX);
+        let base = SystemTime::now() + head_start;
         let mut rng = fastrand::Rng::with_seed(8);
         let wakes: Vec<u64> = (0..n).map(|_| micros(base + Duration::from_millis(rng.u64(100..=1000)))).collect();
         for chunk in wakes.chunks(1000) {

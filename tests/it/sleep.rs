@@ -165,12 +165,39 @@ pub fn a_sleeping_job_can_be_cancelled(db: &dyn Backend) {
     assert_eq!(queue.cancel(id).unwrap(), durable_jobs::store::CancelOutcome::Cancelled);
     clock.advance(HOUR);
     assert_eq!(queue.run_one("default").unwrap(), None);
-    let info = queue.job(id).unwrap().unwrap();
-    assert_eq!((info.status, info.wake_at), (JobStatus::Cancelled, None));
+    let record = db.store().get(id).unwrap().unwrap();
+    assert_eq!((record.status, record.wake_at), (JobStatus::Cancelled, None));
     assert_eq!((ledger.count("before 3"), ledger.count("after 3")), (1, 0));
 }
 
+/// A durable sleep inside a step cannot suspend (the step runs to its end on its thread): it is
+/// refused at once with a typed error (which the step then reports as its failure).
+pub fn a_sleep_inside_a_step_is_refused(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock).build();
+    queue.register("inner", |ctx: &JobContext, (): ()| -> Result<(), Error> { ctx.sleep(HOUR) }).unwrap();
+    queue
+        .register("outer", |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            let in_call = durable_jobs::call::<()>(ctx, "inner", &());
+            let in_step = ctx.step("wait", || ctx.sleep(HOUR));
+            match (in_call, in_step) {
+                (Err(Error::Step { message, .. }), Err(Error::Step { message: m2, .. }))
+                    if message.contains("inside a step") && m2.contains("inside a step") =>
+                {
+                    Ok(())
+                }
+                other => Err(Error::permanent(std::io::Error::other(format!("{other:?}")))),
+            }
+        })
+        .unwrap();
+    let id = queue.enqueue("outer", &(), JobOptions::new()).unwrap();
+    queue.run_one("default").unwrap();
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!(info.status, JobStatus::Completed, "{info:?}");
+}
+
 crate::backend_tests!(
+    a_sleep_inside_a_step_is_refused,
     a_sleeping_job_can_be_cancelled,
     a_sleeping_workflow_frees_its_thread,
     a_thousand_sleepers_on_two_threads,

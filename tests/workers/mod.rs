@@ -76,16 +76,21 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
         Ok(pid)
     })?;
     let d = dir.to_path_buf();
-    queue.register("sleeper", move |ctx: &JobContext, until_us: u64| -> Result<(), Error> {
+    let observer = store.clone();
+    queue.register("sleeper", move |ctx: &JobContext, millis: u64| -> Result<(), Error> {
         let id = ctx.id();
         ctx.step("before", || {
             record(&d, &format!("effect {id} before {pid}"));
             Ok::<_, Error>(())
         })?;
         record(&d, &format!("sleeping {id} {pid}"));
-        ctx.sleep_until(std::time::UNIX_EPOCH + Duration::from_micros(until_us))?;
+        ctx.sleep(Duration::from_millis(millis))?;
+        // Late against the deadline recorded at the first run (another process's, if killed).
+        let recorded = observer.checkpoints(id, 0, usize::MAX).map_err(Error::Store)?;
+        let deadline = recorded.iter().find(|c| c.name == "@sleep").and_then(|c| c.outcome.clone().ok());
+        let deadline: i64 = deadline.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(i64::MAX);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let late_us = i128::try_from(now.as_micros()).unwrap_or(i128::MAX) - i128::from(until_us);
+        let late_us = i128::try_from(now.as_micros()).unwrap_or(i128::MAX) - i128::from(deadline);
         record(&d, &format!("woke {id} {late_us} {pid}"));
         ctx.step("after", || {
             record(&d, &format!("effect {id} after {pid}"));
