@@ -196,7 +196,66 @@ pub fn a_sleep_inside_a_step_is_refused(db: &dyn Backend) {
     assert_eq!(info.status, JobStatus::Completed, "{info:?}");
 }
 
+/// A handler that asked to sleep and is still running when the worker shuts down is suspended,
+/// not handed back: after the shutdown the job is asleep with its deadline, its attempt
+/// uncharged.
+pub fn a_suspension_pending_at_shutdown_is_written(db: &dyn Backend) {
+    let queue = db.queue();
+    let ledger = Ledger::default();
+    let l = ledger.clone();
+    queue
+        .register("nap", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            let slept = ctx.sleep(HOUR);
+            l.record("asked to sleep");
+            // Still running when the shutdown starts.
+            while !l.entries().iter().any(|e| e == "stopping") {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            slept
+        })
+        .unwrap();
+    let id = queue.enqueue("nap", &(), JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(1).start().unwrap();
+    ledger.wait_for("asked to sleep", 1);
+    ledger.record("stopping");
+    worker.shutdown();
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!((info.status, info.attempt, info.wake_at.is_some()), (JobStatus::Waiting, 0, true), "{info:?}");
+}
+
+/// A handler that asked to sleep and then panicked is a failed attempt, retried: nothing of the
+/// sleep was recorded, so the next run sleeps again from its own start.
+pub fn a_panic_after_asking_to_sleep_is_a_failure(db: &dyn Backend) {
+    let clock = ManualClock::new();
+    let queue = Queue::builder(db.store()).clock(clock.clone()).build();
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = runs.clone();
+    queue
+        .register("nap", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            let slept = ctx.sleep(HOUR);
+            assert!(r.fetch_add(1, Ordering::SeqCst) > 0, "first run panics after asking to sleep");
+            slept
+        })
+        .unwrap();
+    let opts = JobOptions::new().backoff(Duration::from_secs(1), Duration::from_secs(1));
+    let id = queue.enqueue("nap", &(), opts).unwrap();
+    queue.run_one("default").unwrap();
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!((info.status, info.attempt), (JobStatus::Scheduled, 1), "{info:?}");
+    assert!(queue.checkpoints(id).unwrap().is_empty(), "nothing of the sleep was recorded");
+    clock.advance(Duration::from_secs(2));
+    queue.run_one("default").unwrap();
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!((info.status, info.attempt), (JobStatus::Waiting, 1), "the retry sleeps: {info:?}");
+    clock.advance(HOUR);
+    queue.run_one("default").unwrap();
+    assert_eq!(status(&queue, id), JobStatus::Completed);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
 crate::backend_tests!(
+    a_suspension_pending_at_shutdown_is_written,
+    a_panic_after_asking_to_sleep_is_a_failure,
     a_sleep_inside_a_step_is_refused,
     a_sleeping_job_can_be_cancelled,
     a_sleeping_workflow_frees_its_thread,
