@@ -1,40 +1,12 @@
 //! Upgrading a database written in an older format, in one transaction (all or nothing).
 
-use std::time::Duration;
-
-use durable_jobs_store::{transition, Checkpoint, JobRecord, JobStatus, RetryPolicy, StoreError, Timestamp};
+use durable_jobs_store::{transition, Checkpoint, JobRecord, JobStatus, StoreError, Timestamp};
 use serde::Deserialize;
 
 use crate::codec;
 use crate::error::store_error;
 use crate::store::SledStore;
 use crate::tx::TxError;
-
-/// A job as format 1 stored it.
-#[derive(Deserialize)]
-struct JobV1 {
-    id: i64,
-    queue: String,
-    name: String,
-    args: Vec<u8>,
-    status: String,
-    priority: i32,
-    run_at: i64,
-    attempt: u32,
-    max_attempts: u32,
-    unique_key: Option<String>,
-    timeout_us: Option<u64>,
-    backoff_us: Option<(u64, u64)>,
-    locked_by: Option<String>,
-    lease_until: Option<i64>,
-    wake_at: Option<i64>,
-    last_error: Option<String>,
-    result: Option<Vec<u8>>,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    updated_at: i64,
-}
 
 /// A checkpoint as format 1 stored it.
 #[derive(Deserialize)]
@@ -46,25 +18,8 @@ struct CheckpointV1 {
 
 /// A format-1 job record in the current shape; a pending job due after `now` becomes scheduled.
 pub(crate) fn decode_job_v1(bytes: &[u8], now: Timestamp) -> Result<JobRecord, StoreError> {
-    let old: JobV1 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt_entry("format 1 job", &e))?;
-    let mut job = codec::record(old.id, old.queue, old.name, old.args, &old.status, old.created_at)?;
-    job.priority = old.priority;
-    job.run_at = Timestamp(old.run_at);
-    job.attempt = old.attempt;
-    job.max_attempts = old.max_attempts;
-    job.unique_key = old.unique_key;
-    job.timeout = old.timeout_us.map(Duration::from_micros);
-    job.retry_policy = old
-        .backoff_us
-        .map(|(base, max)| RetryPolicy { base: Duration::from_micros(base), max: Duration::from_micros(max) });
-    job.locked_by = old.locked_by;
-    job.lease_until = old.lease_until.map(Timestamp);
-    job.wake_at = old.wake_at.map(Timestamp);
-    job.last_error = old.last_error;
-    job.result = old.result;
-    job.started_at = old.started_at.map(Timestamp);
-    job.finished_at = old.finished_at.map(Timestamp);
-    job.updated_at = Timestamp(old.updated_at);
+    let old: codec::JobFields = postcard::from_bytes(bytes).map_err(|e| codec::corrupt("format 1 job", &e))?;
+    let mut job = old.into_record()?;
     if job.status == JobStatus::Pending {
         job.status = transition::initial_status(job.run_at, now);
     }
@@ -73,7 +28,7 @@ pub(crate) fn decode_job_v1(bytes: &[u8], now: Timestamp) -> Result<JobRecord, S
 
 /// A format-1 checkpoint in the current shape.
 pub(crate) fn decode_checkpoint_v1(index: u32, bytes: &[u8]) -> Result<Checkpoint, StoreError> {
-    let old: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt_entry("format 1 checkpoint", &e))?;
+    let old: CheckpointV1 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt("format 1 checkpoint", &e))?;
     Ok(codec::checkpoint(index, old.name, old.ok, old.value, false))
 }
 
