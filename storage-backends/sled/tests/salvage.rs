@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used)] // helpers shared by the tests
 
+mod common;
+
+use common::{snapshot, Files};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,28 +23,10 @@ use durable_jobs_store::{
     StoreErrorKind, Write,
 };
 
-type Files = BTreeMap<PathBuf, Vec<u8>>;
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The unit in which a disk writes: one page reaches it or does not.
 const PAGE: usize = 4096;
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> Files {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
 
 fn restore(dir: &Path, files: &Files) {
     std::fs::create_dir_all(dir).unwrap();

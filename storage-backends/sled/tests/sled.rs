@@ -2,30 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // helpers shared by the tests
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::snapshot;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use durable_jobs_sled::{SledOptions, SledStore};
 use durable_jobs_store::conformance::{insert, job};
 use durable_jobs_store::{JobFilter, Store, StoreErrorKind};
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
 
 fn database_with_jobs(dir: &Path) -> PathBuf {
     let path = dir.join("jobs");
