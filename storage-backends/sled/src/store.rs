@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StatusCounter, Store, StoreError,
-    Timestamp, Write, WriteOp, WriteOutcome,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StatusCounter, Store, StoreError, Timestamp, Write,
+    WriteOp, WriteOutcome,
 };
 use parking_lot::Mutex;
 use sled::transaction::Transactional;
@@ -422,7 +422,7 @@ impl Store for SledStore {
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         self.write("cancel", |tx| {
             let Some(old) = tx.job(job)? else { return Ok(CancelOutcome::NotFound) };
-            let outcome = transition::cancel_outcome(&old);
+            let outcome = transition::cancel_outcome(old.status);
             if outcome == CancelOutcome::Cancelled {
                 let mut record = old.clone();
                 transition::cancel(&mut record, now);
@@ -435,10 +435,8 @@ impl Store for SledStore {
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.write("requeue", |tx| {
             let Some(old) = tx.job(job)? else { return Ok(RequeueOutcome::NotFound) };
-            match old.status {
-                JobStatus::Completed => return Ok(RequeueOutcome::Completed),
-                s if !transition::is_requeueable(&old) => return Ok(RequeueOutcome::NotFinished(s)),
-                _ => {}
+            if let Some(refusal) = transition::requeue_refusal(old.status) {
+                return Ok(refusal);
             }
             if let Some(key) = &old.unique_key {
                 if let Some(holder) = tx.live_holder(key)?.filter(|holder| *holder != job) {

@@ -1,9 +1,10 @@
 //! Fenced writes about runs, lease renewal, release, reclaim, cancel and requeue: the
 //! transitions of `STATE_MACHINE.md` as statements.
 
+use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    transition, CancelOutcome, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write,
-    WriteOp, WriteOutcome,
+    CancelOutcome, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write, WriteOp,
+    WriteOutcome,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -160,13 +161,12 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
     ))?;
     let mut out = Reclaimed::default();
     for (id, attempt, max_attempts, started, dead) in lost {
-        let message = transition::reclaim_message(rows::count(attempt), started, dead);
-        let (stmt, outcome) = if !started {
-            (&mut release, &mut out.released)
-        } else if attempt >= max_attempts {
-            (&mut fail, &mut out.failed)
-        } else {
-            (&mut requeue, &mut out.requeued)
+        let (attempt, max_attempts) = (rows::count(attempt), rows::count(max_attempts));
+        let message = transition::reclaim_message(attempt, started, dead);
+        let (stmt, outcome) = match transition::recovery(started, attempt, max_attempts) {
+            Recovery::Released => (&mut release, &mut out.released),
+            Recovery::Failed => (&mut fail, &mut out.failed),
+            Recovery::Requeued => (&mut requeue, &mut out.requeued),
         };
         stmt.execute(params![id, req.now.0, message])?;
         outcome.push(JobId(id));
@@ -182,11 +182,7 @@ fn status_of(conn: &Connection, job: JobId) -> rusqlite::Result<Option<(JobStatu
 
 pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<CancelOutcome> {
     let Some((status, _)) = status_of(conn, job)? else { return Ok(CancelOutcome::NotFound) };
-    let outcome = match status {
-        JobStatus::Running => CancelOutcome::Running,
-        s if s.is_terminal() => CancelOutcome::Finished(s),
-        _ => CancelOutcome::Cancelled,
-    };
+    let outcome = transition::cancel_outcome(status);
     if outcome == CancelOutcome::Cancelled {
         conn.prepare_cached(
             "UPDATE dj_jobs SET status = 'cancelled', wake_at = NULL, finished_at = ?2, updated_at = ?2,
@@ -200,10 +196,8 @@ pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite:
 
 pub(crate) fn requeue(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<RequeueOutcome> {
     let Some((status, key)) = status_of(conn, job)? else { return Ok(RequeueOutcome::NotFound) };
-    match status {
-        JobStatus::Completed => return Ok(RequeueOutcome::Completed),
-        JobStatus::Failed | JobStatus::Cancelled => {}
-        other => return Ok(RequeueOutcome::NotFinished(other)),
+    if let Some(refusal) = transition::requeue_refusal(status) {
+        return Ok(refusal);
     }
     if let Some(key) = key {
         let holder: Option<i64> = conn.prepare_cached(LIVE_KEY_HOLDER)?.query_row([key], |r| r.get(0)).optional()?;

@@ -166,7 +166,7 @@ impl Store for MemoryStore {
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         let mut st = self.state.lock();
         let Some(job) = st.jobs.get_mut(&job) else { return Ok(CancelOutcome::NotFound) };
-        let outcome = transition::cancel_outcome(job);
+        let outcome = transition::cancel_outcome(job.status);
         if outcome == CancelOutcome::Cancelled {
             transition::cancel(job, now);
         }
@@ -176,10 +176,8 @@ impl Store for MemoryStore {
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         let mut st = self.state.lock();
         let Some(record) = st.jobs.get(&job) else { return Ok(RequeueOutcome::NotFound) };
-        match record.status {
-            JobStatus::Completed => return Ok(RequeueOutcome::Completed),
-            s if !transition::is_requeueable(record) => return Ok(RequeueOutcome::NotFinished(s)),
-            _ => {}
+        if let Some(refusal) = transition::requeue_refusal(record.status) {
+            return Ok(refusal);
         }
         if let Some(key) = record.unique_key.as_deref() {
             if let Some(holder) = st.jobs.values().find(|j| j.id != job && transition::holds_key(j, key, None)) {

@@ -7,8 +7,8 @@
 use std::cmp::Reverse;
 
 use crate::{
-    CancelOutcome, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Timestamp,
-    WriteOp,
+    CancelOutcome, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest,
+    RequeueOutcome, Timestamp, WriteOp,
 };
 
 /// The record of a newly enqueued job: `Scheduled` if it is due after its creation, else
@@ -182,18 +182,31 @@ pub fn reclaim(job: &mut JobRecord, req: &ReclaimRequest) -> Recovery {
     let dead = job.locked_by.as_ref().is_some_and(|w| req.dead_workers.contains(w));
     job.last_error = Some(reclaim_message(job.attempt, job.run_started, dead));
     let now = req.now;
-    if !job.run_started {
-        job.attempt = job.attempt.saturating_sub(1);
-        job.confirm_start = true;
-        job.run_at = now;
-        end_run(job, JobStatus::Pending, now);
+    let recovery = recovery(job.run_started, job.attempt, job.max_attempts);
+    match recovery {
+        Recovery::Released => {
+            job.attempt = job.attempt.saturating_sub(1);
+            job.confirm_start = true;
+            job.run_at = now;
+            end_run(job, JobStatus::Pending, now);
+        }
+        Recovery::Failed => end_run(job, JobStatus::Failed, now),
+        Recovery::Requeued => {
+            job.run_at = now;
+            end_run(job, JobStatus::Pending, now);
+        }
+    }
+    recovery
+}
+
+/// What [`reclaim`] does with a lost run: released if its start was not recorded, else charged
+/// (failed if that was its last attempt).
+pub fn recovery(started: bool, attempt: u32, max_attempts: u32) -> Recovery {
+    if !started {
         Recovery::Released
-    } else if job.attempt >= job.max_attempts {
-        end_run(job, JobStatus::Failed, now);
+    } else if attempt >= max_attempts {
         Recovery::Failed
     } else {
-        job.run_at = now;
-        end_run(job, JobStatus::Pending, now);
         Recovery::Requeued
     }
 }
@@ -210,9 +223,10 @@ pub fn reclaim_message(attempt: u32, started: bool, dead_worker: bool) -> String
     }
 }
 
-/// What cancelling `job` would do: [`CancelOutcome::Cancelled`] if it is waiting to run.
-pub fn cancel_outcome(job: &JobRecord) -> CancelOutcome {
-    match job.status {
+/// What cancelling a job in `status` would do: [`CancelOutcome::Cancelled`] if it is waiting to
+/// run.
+pub fn cancel_outcome(status: JobStatus) -> CancelOutcome {
+    match status {
         JobStatus::Running => CancelOutcome::Running,
         s if s.is_terminal() => CancelOutcome::Finished(s),
         _ => CancelOutcome::Cancelled,
@@ -225,9 +239,14 @@ pub fn cancel(job: &mut JobRecord, now: Timestamp) {
     end_run(job, JobStatus::Cancelled, now);
 }
 
-/// Whether [`requeue`] applies (ignoring unique keys): the job ended without success.
-pub fn is_requeueable(job: &JobRecord) -> bool {
-    matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+/// Why a job in `status` cannot be requeued, or `None` if [`requeue`] applies (unique keys
+/// aside): only a job that ended without success can be.
+pub fn requeue_refusal(status: JobStatus) -> Option<RequeueOutcome> {
+    match status {
+        JobStatus::Failed | JobStatus::Cancelled => None,
+        JobStatus::Completed => Some(RequeueOutcome::Completed),
+        other => Some(RequeueOutcome::NotFinished(other)),
+    }
 }
 
 /// Makes a failed or cancelled job pending again with all its attempts.
