@@ -135,11 +135,7 @@ impl JobContext {
         name: &str,
         run: impl FnOnce() -> Result<Vec<u8>, StepError>,
     ) -> Result<T, Error> {
-        self.check_running()?;
-        let index = self.enter_step();
-        let out = self.replay_or_run(name, index, run);
-        self.leave_step();
-        out
+        self.at_next_position(|index| self.replay_or_run(name, index, run))
     }
 
     fn replay_or_run<T: DeserializeOwned>(
@@ -149,15 +145,7 @@ impl JobContext {
         run: impl FnOnce() -> Result<Vec<u8>, StepError>,
     ) -> Result<T, Error> {
         if let Some(index) = index {
-            if let Some((recorded, later)) = self.recorded(index)? {
-                if recorded.name != name {
-                    return Err(Error::Determinism {
-                        job: self.id(),
-                        index,
-                        recorded: recorded.name,
-                        called: name.to_owned(),
-                    });
-                }
+            if let Some((recorded, later)) = self.recorded(index, name)? {
                 match recorded.outcome {
                     Ok(value) => return self.decode(name, &value),
                     Err(message) if !recorded.retryable || later => {

@@ -5,17 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs_store::{Checkpoint, Claim, ClaimedJob, JobId, Write, WriteOutcome};
+use durable_jobs_store::{Checkpoint, Claim, ClaimedJob, JobId, Write};
 
 use crate::queue::QueueInner;
 use crate::replay::Replay;
-use crate::retry::{with_patience, Patience};
 use crate::signal::JobSignal;
 use crate::Error;
-
-/// How long a checkpoint keeps being retried on retryable store errors before the step fails.
-const CHECKPOINT_PATIENCE: Patience =
-    Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(500) };
 
 /// The running job, passed to every handler.
 ///
@@ -151,28 +146,36 @@ impl JobContext {
         }
     }
 
-    /// Takes the next step index, or `None` inside a running step (nested steps are part of
-    /// the enclosing step's checkpoint).
-    pub(crate) fn enter_step(&self) -> Option<u32> {
-        let mut steps = self.steps.borrow_mut();
-        steps.depth += 1;
-        (steps.depth == 1).then(|| {
-            let index = steps.next;
-            steps.next += 1;
-            index
-        })
-    }
-
-    pub(crate) fn leave_step(&self) {
+    /// Runs `f` at the next step position, once the attempt may go on: `f` gets the position,
+    /// or `None` inside a running step (nested steps are part of the enclosing step's
+    /// checkpoint, and steps `f` starts are nested in it).
+    pub(crate) fn at_next_position<T>(&self, f: impl FnOnce(Option<u32>) -> Result<T, Error>) -> Result<T, Error> {
+        self.check_running()?;
+        let index = {
+            let mut steps = self.steps.borrow_mut();
+            steps.depth += 1;
+            (steps.depth == 1).then(|| {
+                let index = steps.next;
+                steps.next += 1;
+                index
+            })
+        };
+        let out = f(index);
         let mut steps = self.steps.borrow_mut();
         steps.depth = steps.depth.saturating_sub(1);
+        out
     }
 
-    /// The checkpoint recorded at `index`, and whether any is recorded after it.
-    pub(crate) fn recorded(&self, index: u32) -> Result<Option<(Checkpoint, bool)>, Error> {
+    /// The checkpoint recorded at `index` for `name`, and whether any is recorded after it. A
+    /// checkpoint of another name there means the workflow's code changed: a determinism error
+    /// naming both.
+    pub(crate) fn recorded(&self, index: u32, name: &str) -> Result<Option<(Checkpoint, bool)>, Error> {
         let store = &*self.queue.store;
         let mut steps = self.steps.borrow_mut();
         let Some(found) = steps.replay.at(store, index)? else { return Ok(None) };
+        if found.name != name {
+            return Err(Error::Determinism { job: self.id(), index, recorded: found.name, called: name.to_owned() });
+        }
         let later = steps.replay.has_later(store, index)?;
         Ok(Some((found, later)))
     }
@@ -182,15 +185,11 @@ impl JobContext {
     /// no hop through another thread. Retryable store errors are retried for a while (the write
     /// is idempotent).
     pub(crate) fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Error> {
-        let writes = [Write::checkpoint(self.claim, checkpoint)];
-        let queue = &self.queue;
-        let commit = || queue.store.commit(&self.worker, queue.now(), &writes);
-        let outcomes =
-            with_patience(&*queue.clock, "checkpoint", &CHECKPOINT_PATIENCE, || !self.is_cancelled(), commit)?;
-        if outcomes.first() == Some(&WriteOutcome::Applied) {
+        let write = Write::checkpoint(self.claim, checkpoint);
+        let go_on = || !self.is_cancelled();
+        if crate::execute::commit_own(&self.queue, &self.worker, write, "checkpoint", &self.signal, go_on)? {
             Ok(())
         } else {
-            self.signal.lose_lease();
             Err(Error::LeaseLost { job: self.id() })
         }
     }

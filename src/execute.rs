@@ -14,8 +14,8 @@ use crate::retry::{self, with_patience, Patience};
 use crate::signal::JobSignal;
 use crate::{names, unwind, Error, JobContext, Queue};
 
-/// How long writes made on the job's own thread (a start to confirm, `run_one`'s outcome)
-/// keep being retried on retryable store errors.
+/// How long writes made on the job's own thread (a start to confirm, a checkpoint, `run_one`'s
+/// outcome) keep being retried on retryable store errors.
 const PATIENCE: Patience = Patience { budget: Duration::from_secs(5), max_pause: Duration::from_millis(500) };
 
 /// The lease `run_one` takes: it is not renewed, so it outlasts any reasonable handler.
@@ -95,16 +95,32 @@ fn suspend(job: &ClaimedJob, suspension: Suspension) -> Vec<Write> {
     writes
 }
 
+/// Commits one write about a run from the run's own thread, retrying retryable store errors
+/// while `go_on` says the run may go on. `Ok(false)` if the fence refused it: the run has lost
+/// its lease (and `signal` now says so).
+pub(crate) fn commit_own(
+    queue: &QueueInner,
+    worker: &str,
+    write: Write,
+    what: &str,
+    signal: &JobSignal,
+    go_on: impl Fn() -> bool,
+) -> Result<bool, durable_jobs_store::StoreError> {
+    let writes = [write];
+    let commit = || queue.store.commit(worker, queue.now(), &writes);
+    let outcomes = with_patience(&*queue.clock, what, &PATIENCE, go_on, commit)?;
+    let applied = outcomes.first() == Some(&WriteOutcome::Applied);
+    if !applied {
+        signal.lose_lease();
+    }
+    Ok(applied)
+}
+
 /// Commits the start of a run that must confirm it before its handler runs.
 fn confirm_start(queue: &QueueInner, worker: &str, job: &ClaimedJob, signal: &JobSignal) -> Result<(), Outcome> {
-    let writes = [Write::start(job.claim())];
-    let commit = || queue.store.commit(worker, queue.now(), &writes);
-    match with_patience(&*queue.clock, "record a start", &PATIENCE, || !signal.is_cancelled(), commit) {
-        Ok(out) if out.first() == Some(&WriteOutcome::Applied) => Ok(()),
-        Ok(_) => {
-            signal.lose_lease();
-            Err(Outcome::Discard)
-        }
+    match commit_own(queue, worker, Write::start(job.claim()), "record a start", signal, || !signal.is_cancelled()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Outcome::Discard),
         Err(e) => {
             tracing::warn!(job = %job.id, error = %e, "could not record the start of a job; it is handed back");
             Err(Outcome::Release)

@@ -149,17 +149,13 @@ impl Queue {
     /// [`Error::NotFound`] for an unknown id, [`Error::WaitTimeout`] if it did not finish in
     /// time, [`Error::Store`] if the store fails.
     pub fn wait(&self, id: JobId, timeout: Duration) -> Result<JobInfo, Error> {
+        let mut status = JobStatus::Pending;
         let info = self.poll_until(timeout, || {
             let info = self.job(id)?.ok_or(Error::NotFound { job: id })?;
+            status = info.status;
             Ok(info.status.is_terminal().then_some(info))
         })?;
-        match info {
-            Ok(info) => Ok(info),
-            Err(waited) => {
-                let status = self.job(id)?.map_or(JobStatus::Pending, |i| i.status);
-                Err(Error::WaitTimeout { job: id, status, waited })
-            }
-        }
+        info.map_err(|waited| Error::WaitTimeout { job: id, status, waited })
     }
 
     /// Waits until no job is ready, prefetched or running (scheduled and waiting jobs do not

@@ -73,30 +73,18 @@ impl JobContext {
     }
 
     fn sleep_to(&self, wanted: Timestamp) -> Result<(), Error> {
-        self.check_running()?;
-        let Some(index) = self.enter_step() else {
-            self.leave_step();
-            return Err(Error::WaitInStep { job: self.id() });
-        };
-        let out = self.sleep_at(index, wanted);
-        self.leave_step();
-        out
+        self.at_next_position(|index| match index {
+            Some(index) => self.sleep_at(index, wanted),
+            None => Err(Error::WaitInStep { job: self.id() }),
+        })
     }
 
     /// The sleep at step position `index`: replayed, recorded, or suspending.
     fn sleep_at(&self, index: u32, wanted: Timestamp) -> Result<(), Error> {
-        let (deadline, checkpoint) = match self.recorded(index)? {
-            Some((recorded, _)) if recorded.name == SLEEP => {
+        let (deadline, checkpoint) = match self.recorded(index, SLEEP)? {
+            Some((recorded, _)) => {
                 let value = recorded.outcome.unwrap_or_default();
                 (Timestamp(self.decode::<i64>(SLEEP, &value)?), None)
-            }
-            Some((recorded, _)) => {
-                return Err(Error::Determinism {
-                    job: self.id(),
-                    index,
-                    recorded: recorded.name,
-                    called: SLEEP.to_owned(),
-                })
             }
             None => (wanted, Some(Checkpoint::value(index, SLEEP, wanted.0.to_string().into_bytes()))),
         };

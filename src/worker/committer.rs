@@ -41,19 +41,21 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
     while !stop {
         let Ok(first) = rx.recv() else { break };
         let mut next = Some(first);
-        let mut starts_until = None;
+        let (mut starts_until, mut only_starts) = (None, true);
         loop {
             while let Some(msg) = next.take() {
                 match msg {
                     Commit::Start(claim) => writes.push(Write::start(claim)),
-                    Commit::Writes(ws) => writes.extend(ws),
+                    Commit::Writes(ws) => {
+                        only_starts = false;
+                        writes.extend(ws);
+                    }
                     Commit::Stop => stop = true,
                 }
                 if writes.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
             }
-            let only_starts = writes.iter().all(|w| matches!(w.op, WriteOp::Start));
             if stop || !only_starts || writes.len() >= MAX_BATCH {
                 break;
             }
@@ -109,14 +111,8 @@ fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
         // gives them another attempt (at-least-once).
         Err(e) => tracing::error!(error = %e, writes = writes.len(), "commit failed; giving up this batch"),
     }
-    for write in writes.iter().filter(|w| w.ends_run()) {
-        shared.held.remove(write.claim);
-    }
-    // Runs leave the held set here, so this is where slots free up for the dispatcher (a
-    // worker thread's own ring may have come while its outcome still held its slot).
-    if shared.held.len() <= shared.pace.capacity() / 2 {
-        shared.doorbell.ring();
-    }
+    // Runs whose outcome was sent here leave the held set here: this is where their slots free.
+    shared.let_go(writes.iter().filter(|w| w.ends_run()).map(|w| w.claim));
 }
 
 #[cfg(test)]

@@ -32,18 +32,14 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot:
                 shared.held.finishing(claim);
                 if shared.committer.send(Commit::Writes(writes)).is_err() {
                     tracing::warn!(job = %job.id, "worker stopped before the outcome was written; the lease will expire");
-                    shared.held.remove(claim);
+                    shared.let_go([claim]);
                 }
             }
             Outcome::Release => shared.held.unstarted(claim),
-            Outcome::Discard => shared.held.remove(claim),
+            Outcome::Discard => shared.let_go([claim]),
         }
         // After the held set says so: a shutdown quarantining this job sees one or the other.
         shared.queue.handler_returned(job.id);
-        // Wake the dispatcher when half the held jobs are done, not after every job.
-        if shared.held.len() <= shared.pace.capacity() / 2 {
-            shared.doorbell.ring();
-        }
         if slot.is_retired() {
             // The watchdog gave up on this thread's handler and started a replacement.
             return;

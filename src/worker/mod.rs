@@ -93,6 +93,17 @@ impl WorkerShared {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Lets go of runs that ended (their outcome committed, or nothing to write): their slots
+    /// are free. The dispatcher is woken when half the slots are, not after every run.
+    fn let_go(&self, claims: impl IntoIterator<Item = Claim>) {
+        for claim in claims {
+            self.held.remove(claim);
+        }
+        if self.held.len() <= self.pace.capacity() / 2 {
+            self.doorbell.ring();
+        }
+    }
+
     /// Stops claiming and starting jobs, and tells every held run.
     fn stop_claiming(&self) {
         self.stopping.store(true, Ordering::Release);
