@@ -7,8 +7,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp,
-    Write, WriteOutcome,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, Store, StoreError,
+    StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 
 /// Which calls fail, counting every call from 1 (of any method, from any thread).
@@ -226,6 +226,12 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.call("requeue", |s| s.requeue(job, now))
+    }
+    fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
+        self.call("signal", |s| s.signal(job, name, payload, now))
+    }
+    fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {
+        self.call("signals", |s| s.signals(job))
     }
     fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
         self.call("checkpoints", |s| s.checkpoints(job, from, limit))

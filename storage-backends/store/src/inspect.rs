@@ -15,6 +15,8 @@ pub struct JobFilter {
     pub queue: Option<String>,
     /// Only jobs with this handler name.
     pub name: Option<String>,
+    /// Only children of this job.
+    pub parent: Option<JobId>,
     /// Only jobs with a greater id.
     pub after: Option<JobId>,
     /// At most this many.
@@ -25,7 +27,7 @@ pub struct JobFilter {
 
 impl Default for JobFilter {
     fn default() -> Self {
-        JobFilter { status: None, queue: None, name: None, after: None, limit: 100, offset: 0 }
+        JobFilter { status: None, queue: None, name: None, parent: None, after: None, limit: 100, offset: 0 }
     }
 }
 
@@ -53,6 +55,12 @@ impl JobFilter {
         self
     }
 
+    /// Only children of `parent` (jobs its workflow started).
+    pub fn parent(mut self, parent: JobId) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
     /// Only jobs with an id greater than `id` (the next page after a page ending at `id`).
     pub fn after(mut self, id: JobId) -> Self {
         self.after = Some(id);
@@ -76,6 +84,7 @@ impl JobFilter {
         self.status.is_none_or(|s| s == job.status)
             && self.queue.as_ref().is_none_or(|q| *q == job.queue)
             && self.name.as_ref().is_none_or(|n| *n == job.name)
+            && self.parent.is_none_or(|p| job.parent.is_some_and(|c| c.parent == p))
             && self.after.is_none_or(|a| job.id > a)
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::{ClaimToken, Timestamp};
+use crate::{ChildOf, ChildrenWait, ClaimToken, Timestamp};
 
 /// A job's identifier, assigned by the store at enqueue. Never reused by a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +146,8 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// The backoff between attempts, if not the engine's default.
     pub retry_policy: Option<RetryPolicy>,
+    /// The parent whose step started it, for a child job.
+    pub parent: Option<ChildOf>,
     /// When it was enqueued.
     pub created_at: Timestamp,
 }
@@ -165,6 +167,7 @@ impl NewJob {
             unique_window: None,
             timeout: None,
             retry_policy: None,
+            parent: None,
             created_at: now,
         }
     }
@@ -208,6 +211,12 @@ impl NewJob {
     /// Sets the backoff.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry_policy = Some(policy);
+        self
+    }
+
+    /// Makes it a child of `parent`'s step at `index`.
+    pub fn parent(mut self, parent: JobId, index: u32) -> Self {
+        self.parent = Some(ChildOf { parent, index });
         self
     }
 }
@@ -273,6 +282,12 @@ pub struct JobRecord {
     pub lease_until: Option<Timestamp>,
     /// When a waiting job becomes pending again.
     pub wake_at: Option<Timestamp>,
+    /// The signal name a waiting job waits for, if any.
+    pub wait_signal: Option<String>,
+    /// The children a waiting job waits for, if any, and what they have done so far.
+    pub wait_children: Option<ChildrenWait>,
+    /// The parent whose step started it, for a child job.
+    pub parent: Option<ChildOf>,
     /// The last failure message.
     pub last_error: Option<String>,
     /// JSON-encoded result once completed.
@@ -317,6 +332,9 @@ impl JobRecord {
             locked_by: None,
             lease_until: None,
             wake_at: None,
+            wait_signal: None,
+            wait_children: None,
+            parent: None,
             last_error: None,
             result: None,
             created_at,

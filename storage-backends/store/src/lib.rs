@@ -35,6 +35,7 @@ mod memory;
 mod store;
 mod time;
 pub mod transition;
+mod wait;
 mod write;
 
 #[cfg(feature = "conformance")]
@@ -51,4 +52,5 @@ pub use job::{Enqueued, JobId, JobRecord, JobStatus, NewJob, RetryPolicy, Unknow
 pub use memory::{MemoryStore, StatusCounter};
 pub use store::Store;
 pub use time::Timestamp;
+pub use wait::{ChildOf, ChildrenWait, FanIn, Signal, SignalId, SignalOutcome};
 pub use write::{Checkpoint, Write, WriteOp, WriteOutcome};

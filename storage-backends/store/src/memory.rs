@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::transition::{self, Recovery};
+use crate::transition::{self, Recovery, WaitState};
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, Timestamp, Write,
-    WriteOp, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, ChildOf, ChildrenWait, Claim, ClaimRequest, Claimed, Enqueued, JobFilter,
+    JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalId, SignalOutcome,
+    StatusCount, Store, StoreError, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -34,6 +34,8 @@ struct State {
     last_id: i64,
     jobs: BTreeMap<JobId, JobRecord>,
     checkpoints: BTreeMap<(JobId, u32), Checkpoint>,
+    last_signal: i64,
+    signals: BTreeMap<SignalId, Signal>,
 }
 
 impl MemoryStore {
@@ -55,6 +57,70 @@ impl State {
     fn has_checkpoints(&self, job: JobId) -> bool {
         self.checkpoints.range((job, 0)..=(job, u32::MAX)).next().is_some()
     }
+
+    fn insert(&mut self, new: &NewJob) -> JobId {
+        self.last_id += 1;
+        let id = JobId(self.last_id);
+        self.jobs.insert(id, transition::new_record(id, new));
+        id
+    }
+
+    /// Inserts a suspension's children and reads what its wait finds.
+    fn prepare_wait(&mut self, job: JobId, op: &WriteOp) -> WaitState {
+        let WriteOp::Suspend { signal, fan_in, children, .. } = op else { return WaitState::default() };
+        for child in children {
+            let mut child = child.clone();
+            child.parent = fan_in.map(|f| ChildOf { parent: job, index: f.index }).or(child.parent);
+            (child.unique_key, child.unique_window) = (None, None);
+            self.insert(&child);
+        }
+        let signal_pending =
+            signal.as_ref().is_some_and(|name| self.signals.values().any(|s| s.job == job && s.name == *name));
+        let children = fan_in.map(|rule| {
+            let link = Some(ChildOf { parent: job, index: rule.index });
+            let mine = self.jobs.values().filter(|j| j.parent == link);
+            let (mut total, mut succeeded, mut failed) = (0, 0, 0);
+            for child in mine {
+                total += 1;
+                match child.status {
+                    JobStatus::Completed => succeeded += 1,
+                    s if s.is_terminal() => failed += 1,
+                    _ => {}
+                }
+            }
+            ChildrenWait::new(rule, total, succeeded, failed)
+        });
+        WaitState { signal_pending, children }
+    }
+
+    /// After `job` changed status: if it is a child that just finished, its parent counts it.
+    fn count_if_child(&mut self, job: JobId, now: Timestamp) {
+        let Some((link, completed)) = self.jobs.get(&job).and_then(transition::finished_child) else { return };
+        if let Some(parent) = self.jobs.get_mut(&link.parent) {
+            transition::child_finished(parent, link.index, completed, now);
+        }
+    }
+
+    /// Cancels every descendant of `root` that is waiting to run (running ones are left to their
+    /// workers), parents before their children.
+    fn cancel_descendants(&mut self, root: JobId, now: Timestamp) {
+        let mut parents = vec![root];
+        while let Some(parent) = parents.pop() {
+            let children: Vec<JobId> =
+                self.jobs.values().filter(|j| j.parent.is_some_and(|c| c.parent == parent)).map(|j| j.id).collect();
+            for child in children {
+                if let Some(job) = self
+                    .jobs
+                    .get_mut(&child)
+                    .filter(|j| transition::cancel_outcome(j.status) == CancelOutcome::Cancelled)
+                {
+                    transition::cancel(job, now);
+                    self.count_if_child(child, now);
+                }
+                parents.push(child);
+            }
+        }
+    }
 }
 
 impl Store for MemoryStore {
@@ -70,10 +136,7 @@ impl Store for MemoryStore {
                 out.push(Enqueued::Duplicate(holder));
                 continue;
             }
-            st.last_id += 1;
-            let id = JobId(st.last_id);
-            st.jobs.insert(id, transition::new_record(id, new));
-            out.push(Enqueued::New(id));
+            out.push(Enqueued::New(st.insert(new)));
         }
         Ok(out)
     }
@@ -108,15 +171,24 @@ impl Store for MemoryStore {
         let mut st = self.state.lock();
         let mut out = Vec::with_capacity(writes.len());
         for write in writes {
-            let held = st.jobs.get_mut(&write.claim.job).filter(|j| transition::holds(j, worker, write.claim));
-            let Some(job) = held else {
+            let id = write.claim.job;
+            if !st.jobs.get(&id).is_some_and(|j| transition::holds(j, worker, write.claim)) {
                 out.push(WriteOutcome::LeaseLost);
                 continue;
-            };
-            transition::apply(job, &write.op, now);
-            if let WriteOp::Checkpoint(checkpoint) = &write.op {
-                st.checkpoints.insert((write.claim.job, checkpoint.index), checkpoint.clone());
             }
+            let wait = st.prepare_wait(id, &write.op);
+            if let Some(job) = st.jobs.get_mut(&id) {
+                transition::apply(job, &write.op, now, wait);
+            }
+            if let WriteOp::Receive { signal, .. } = &write.op {
+                if st.signals.get(signal).is_some_and(|s| s.job == id) {
+                    st.signals.remove(signal);
+                }
+            }
+            if let Some(checkpoint) = write.checkpoint_written() {
+                st.checkpoints.insert((id, checkpoint.index), checkpoint.clone());
+            }
+            st.count_if_child(id, now);
             out.push(WriteOutcome::Applied);
         }
         Ok(out)
@@ -160,6 +232,9 @@ impl Store for MemoryStore {
             };
             outcome.push(job.id);
         }
+        for &failed in &out.failed {
+            st.count_if_child(failed, req.now);
+        }
         Ok(out)
     }
 
@@ -168,7 +243,10 @@ impl Store for MemoryStore {
         let Some(job) = st.jobs.get_mut(&job) else { return Ok(CancelOutcome::NotFound) };
         let outcome = transition::cancel_outcome(job.status);
         if outcome == CancelOutcome::Cancelled {
+            let id = job.id;
             transition::cancel(job, now);
+            st.count_if_child(id, now);
+            st.cancel_descendants(id, now);
         }
         Ok(outcome)
     }
@@ -188,6 +266,23 @@ impl Store for MemoryStore {
             transition::requeue(record, now);
         }
         Ok(RequeueOutcome::Requeued)
+    }
+
+    fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
+        let mut st = self.state.lock();
+        let Some(record) = st.jobs.get(&job) else { return Ok(SignalOutcome::NotFound) };
+        if let Some(refusal) = transition::signal_refusal(record.status) {
+            return Ok(refusal);
+        }
+        st.last_signal += 1;
+        let id = SignalId(st.last_signal);
+        st.signals.insert(id, Signal::new(id, job, name, payload.to_vec(), now));
+        let woke = st.jobs.get_mut(&job).is_some_and(|j| transition::signal_arrives(j, name, now));
+        Ok(SignalOutcome::Sent { id, woke })
+    }
+
+    fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {
+        Ok(self.state.lock().signals.values().filter(|s| s.job == job).cloned().collect())
     }
 
     fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {

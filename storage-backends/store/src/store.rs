@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StoreError, Timestamp, Write, WriteOutcome,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, StoreError, Timestamp,
+    Write, WriteOutcome,
 };
 
 /// Durable storage for jobs and checkpoints.
@@ -92,10 +93,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// fail, suspend) makes later writes about that run in the same batch refused. Terminal
     /// writes set `finished_at = now`; every write that ends a run clears the lease and sets
     /// `updated_at = now`. A start sets `run_started` and nothing else; a checkpoint leaves the
-    /// job's record unchanged and replaces any checkpoint at the same `(job, index)`.
+    /// job's record unchanged and replaces any checkpoint at the same `(job, index)`; a receive
+    /// also deletes the signal it names (if it is the job's). A suspension inserts its
+    /// children, then waits (see [`WriteOp::Suspend`](crate::WriteOp::Suspend)). A job with a
+    /// parent that ends here is counted by its parent's fan-in (which may wake the parent).
     ///
-    /// Repeat: starts and checkpoints are rewritten with the same value (idempotent);
-    /// run-ending writes report `LeaseLost` because the run is over.
+    /// Repeat: starts, checkpoints and receives are rewritten with the same value (idempotent);
+    /// run-ending writes report `LeaseLost` because the run is over (so children are inserted
+    /// once).
     ///
     /// # Errors
     ///
@@ -133,7 +138,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// the job becomes `Failed` (with `finished_at = now`), else `Pending` with `run_at = now`.
     /// A run whose start was not recorded is not charged: `Pending` with `run_at = now`,
     /// `attempt - 1` and `confirm_start` set, so that its next run records its start first.
-    /// Either way `last_error` says what happened ([`transition::reclaim_message`]).
+    /// Either way `last_error` says what happened ([`transition::reclaim_message`]). A child
+    /// that fails here is counted by its parent's fan-in.
     ///
     /// [`transition::reclaim_message`]: crate::transition::reclaim_message
     ///
@@ -145,8 +151,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError>;
 
     /// Cancels a job that is waiting to run: `Scheduled`, `Pending`, `Waiting` or `Paused`
-    /// becomes `Cancelled` with `finished_at = now` (its unique key is freed). A running job is
-    /// left to its worker.
+    /// becomes `Cancelled` with `finished_at = now` (its unique key is freed), and so does every
+    /// descendant (children, their children…) waiting to run, in the same transaction. A
+    /// running job is left to its worker. A cancelled child is counted by its parent's fan-in.
     ///
     /// Repeat: [`CancelOutcome::Finished`].
     ///
@@ -166,6 +173,28 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// A retryable error if the storage is busy, full or failing.
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError>;
+
+    /// Sends signal `name` with `payload` (JSON) to `job`: stored durably, after every signal
+    /// sent before it, until a run of the job consumes it
+    /// ([`WriteOp::Receive`](crate::WriteOp::Receive)). If the job is `Waiting` for this name,
+    /// it becomes `Pending` at `now` in the same transaction. A finished job or an unknown id
+    /// stores nothing.
+    ///
+    /// Repeat: stores the signal again.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing;
+    /// [`InvalidInput`](crate::StoreErrorKind::InvalidInput) for a signal the backend cannot store.
+    fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError>;
+
+    /// The signals sent to `job` and not consumed yet, oldest first (empty for an unknown job).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a signal that cannot be read back; a
+    /// retryable error if the storage fails.
+    fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError>;
 
     /// Up to `limit` checkpoints of `job` with an index of at least `from`, in index order
     /// (empty for an unknown job).
@@ -236,6 +265,18 @@ macro_rules! forward_store {
             }
             fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
                 (**self).requeue(job, now)
+            }
+            fn signal(
+                &self,
+                job: JobId,
+                name: &str,
+                payload: &[u8],
+                now: Timestamp,
+            ) -> Result<SignalOutcome, StoreError> {
+                (**self).signal(job, name, payload, now)
+            }
+            fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {
+                (**self).signals(job)
             }
             fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
                 (**self).checkpoints(job, from, limit)

@@ -7,8 +7,8 @@
 use std::cmp::Reverse;
 
 use crate::{
-    CancelOutcome, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest,
-    RequeueOutcome, Timestamp, WriteOp,
+    CancelOutcome, ChildOf, ChildrenWait, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob,
+    ReclaimRequest, RequeueOutcome, SignalOutcome, Timestamp, WriteOp,
 };
 
 /// The record of a newly enqueued job: `Scheduled` if it is due after its creation, else
@@ -22,6 +22,7 @@ pub fn new_record(id: JobId, new: &NewJob) -> JobRecord {
     job.unique_key.clone_from(&new.unique_key);
     job.timeout = new.timeout;
     job.retry_policy = new.retry_policy;
+    job.parent = new.parent;
     job
 }
 
@@ -57,7 +58,7 @@ pub fn promote(job: &mut JobRecord, req: &ClaimRequest) -> bool {
         (JobStatus::Scheduled, _) if job.run_at <= req.now => {}
         (JobStatus::Waiting, Some(at)) if at <= req.now => {
             job.run_at = at;
-            job.wake_at = None;
+            clear_wait(job);
         }
         _ => return false,
     }
@@ -121,12 +122,24 @@ pub fn holds(job: &JobRecord, worker: &str, claim: Claim) -> bool {
         && job.locked_by.as_deref() == Some(worker)
 }
 
-/// Applies a fenced write (already checked with [`holds`]) to the job's record. A checkpoint
-/// leaves the record alone; storing it is the backend's part.
-pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp) {
+/// What a backend finds in storage when it applies a suspension: whether a signal of the name
+/// it waits for is pending, and the state of the children of its fan-in's position (counted
+/// after inserting the suspension's own children).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitState {
+    /// A signal of the suspension's name is pending for the job.
+    pub signal_pending: bool,
+    /// The children of the fan-in, with the suspension's rule.
+    pub children: Option<ChildrenWait>,
+}
+
+/// Applies a fenced write (already checked with [`holds`]) to the job's record; `wait` matters
+/// only to a suspension. A checkpoint (or a receive) leaves the record alone; storing it, and
+/// inserting a suspension's children, is the backend's part.
+pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp, wait: WaitState) {
     match op {
         WriteOp::Start => job.run_started = true,
-        WriteOp::Checkpoint(_) => {}
+        WriteOp::Checkpoint(_) | WriteOp::Receive { .. } => {}
         WriteOp::Complete { result } => {
             job.result = Some(result.clone());
             end_run(job, JobStatus::Completed, now);
@@ -140,12 +153,76 @@ pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp) {
             job.last_error = Some(error.clone());
             end_run(job, JobStatus::Failed, now);
         }
-        WriteOp::Suspend { wake_at } => {
-            job.wake_at = *wake_at;
+        WriteOp::Suspend { wake_at, signal, .. } => {
             job.attempt = job.attempt.saturating_sub(1);
-            end_run(job, JobStatus::Waiting, now);
+            if wait.signal_pending || wait.children.is_some_and(|c| c.is_decided()) {
+                // The wait is over before it began: ready at once.
+                job.run_at = now;
+                clear_wait(job);
+                end_run(job, JobStatus::Pending, now);
+            } else {
+                job.wake_at = *wake_at;
+                job.wait_signal.clone_from(signal);
+                job.wait_children = wait.children;
+                end_run(job, JobStatus::Waiting, now);
+            }
         }
     }
+}
+
+/// What sending a signal to a job in `status` does: `None` if it is stored, else the refusal.
+pub fn signal_refusal(status: JobStatus) -> Option<SignalOutcome> {
+    status.is_terminal().then_some(SignalOutcome::Finished(status))
+}
+
+/// A signal named `name` was stored for `job`: wakes it if it waits for that name. Returns
+/// whether it woke.
+pub fn signal_arrives(job: &mut JobRecord, name: &str, now: Timestamp) -> bool {
+    let waits = job.status == JobStatus::Waiting && job.wait_signal.as_deref() == Some(name);
+    if waits {
+        wake(job, now);
+    }
+    waits
+}
+
+/// If `child` has just finished, where it counts: its parent's step and whether it completed.
+pub fn finished_child(child: &JobRecord) -> Option<(ChildOf, bool)> {
+    let parent = child.parent.filter(|_| child.status.is_terminal())?;
+    Some((parent, child.status == JobStatus::Completed))
+}
+
+/// Counts a finished child of `parent`'s step `index` (`completed` or not) if the parent waits
+/// for that step's children, and wakes it once its fan-in is decided. Returns whether it woke.
+pub fn child_finished(parent: &mut JobRecord, index: u32, completed: bool, now: Timestamp) -> bool {
+    let Some(wait) = parent.wait_children.as_mut().filter(|w| w.rule.index == index) else { return false };
+    if parent.status != JobStatus::Waiting {
+        return false;
+    }
+    if completed {
+        wait.succeeded = wait.succeeded.saturating_add(1);
+    } else {
+        wait.failed = wait.failed.saturating_add(1);
+    }
+    parent.updated_at = now;
+    let decided = wait.is_decided();
+    if decided {
+        wake(parent, now);
+    }
+    decided
+}
+
+/// Ends a wait: the job is ready now.
+fn wake(job: &mut JobRecord, now: Timestamp) {
+    job.status = JobStatus::Pending;
+    job.run_at = now;
+    clear_wait(job);
+    job.updated_at = now;
+}
+
+fn clear_wait(job: &mut JobRecord) {
+    job.wake_at = None;
+    job.wait_signal = None;
+    job.wait_children = None;
 }
 
 /// Hands a running job back without charging its attempt.
@@ -235,7 +312,7 @@ pub fn cancel_outcome(status: JobStatus) -> CancelOutcome {
 
 /// Cancels a job that is waiting to run.
 pub fn cancel(job: &mut JobRecord, now: Timestamp) {
-    job.wake_at = None;
+    clear_wait(job);
     end_run(job, JobStatus::Cancelled, now);
 }
 

@@ -1,6 +1,6 @@
 //! Writes about running jobs, and the checkpoints some of them carry.
 
-use crate::{Claim, Timestamp};
+use crate::{Claim, FanIn, NewJob, SignalId, Timestamp};
 
 /// A checkpoint: the recorded outcome of one durable step of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,15 @@ pub enum WriteOp {
     Start,
     /// Insert or replace the checkpoint `(job, checkpoint.index)`. The job keeps running.
     Checkpoint(Checkpoint),
+    /// Consume signal `signal` of the job (delete it; nothing if it is gone already) and insert
+    /// or replace `checkpoint`, which records what the wait received. The job keeps running.
+    #[non_exhaustive]
+    Receive {
+        /// The signal consumed.
+        signal: SignalId,
+        /// The wait's checkpoint.
+        checkpoint: Checkpoint,
+    },
     /// The job succeeded: status `Completed`, result stored, lease cleared.
     #[non_exhaustive]
     Complete {
@@ -70,12 +79,22 @@ pub enum WriteOp {
         /// What went wrong.
         error: String,
     },
-    /// The job suspends itself without being charged: status `Waiting`, woken at `wake_at`
-    /// (or by an event if `None`), its attempt given back.
+    /// The job suspends itself without being charged: status `Waiting` until `wake_at`, or a
+    /// signal named `signal`, or the fan-in of its children, whichever comes first; its attempt
+    /// given back. `children` are inserted in the same transaction (as by
+    /// [`Store::enqueue`](crate::Store::enqueue), each with `parent = (job, fan_in.index)` and
+    /// no unique key). If the wait is over already (a signal of that name is pending, or the
+    /// fan-in is decided), the job becomes `Pending` at once instead.
     #[non_exhaustive]
     Suspend {
         /// When the job becomes pending again.
         wake_at: Option<Timestamp>,
+        /// A signal name that wakes the job.
+        signal: Option<String>,
+        /// The children whose fan-in wakes the job.
+        fan_in: Option<FanIn>,
+        /// Children to insert.
+        children: Vec<NewJob>,
     },
 }
 
@@ -107,12 +126,36 @@ impl Write {
 
     /// Suspends the job until `wake_at` (or an event).
     pub fn suspend(claim: Claim, wake_at: Option<Timestamp>) -> Self {
-        Write { claim, op: WriteOp::Suspend { wake_at } }
+        Write { claim, op: WriteOp::Suspend { wake_at, signal: None, fan_in: None, children: Vec::new() } }
     }
 
-    /// Whether applying this write ends the run (every write but a start and a checkpoint).
+    /// Suspends the job until a signal named `name` is sent to it (or until `wake_at`).
+    pub fn wait_signal(claim: Claim, name: impl Into<String>, wake_at: Option<Timestamp>) -> Self {
+        Write { claim, op: WriteOp::Suspend { wake_at, signal: Some(name.into()), fan_in: None, children: Vec::new() } }
+    }
+
+    /// Inserts `children` and suspends the job until their fan-in is decided by `fan_in`.
+    pub fn wait_children(claim: Claim, fan_in: FanIn, children: Vec<NewJob>) -> Self {
+        Write { claim, op: WriteOp::Suspend { wake_at: None, signal: None, fan_in: Some(fan_in), children } }
+    }
+
+    /// Consumes signal `signal` and records `checkpoint`.
+    pub fn receive(claim: Claim, signal: SignalId, checkpoint: Checkpoint) -> Self {
+        Write { claim, op: WriteOp::Receive { signal, checkpoint } }
+    }
+
+    /// Whether applying this write ends the run (every write but a start, a checkpoint and a
+    /// receive).
     pub fn ends_run(&self) -> bool {
-        !matches!(self.op, WriteOp::Start | WriteOp::Checkpoint(_))
+        !matches!(self.op, WriteOp::Start | WriteOp::Checkpoint(_) | WriteOp::Receive { .. })
+    }
+
+    /// The checkpoint this write records, if any.
+    pub fn checkpoint_written(&self) -> Option<&Checkpoint> {
+        match &self.op {
+            WriteOp::Checkpoint(c) | WriteOp::Receive { checkpoint: c, .. } => Some(c),
+            _ => None,
+        }
     }
 }
 

@@ -8,13 +8,14 @@ use fastrand::Rng;
 
 use super::{Harness, T0};
 use crate::{
-    Checkpoint, Claim, ClaimRequest, ClaimToken, JobFilter, JobId, JobStatus, MemoryStore, NewJob, ReclaimRequest,
-    RetryPolicy, Store, StoreError, Timestamp, Write,
+    Checkpoint, Claim, ClaimRequest, ClaimToken, FanIn, JobFilter, JobId, JobStatus, MemoryStore, NewJob,
+    ReclaimRequest, RetryPolicy, SignalId, Store, StoreError, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
 const QUEUES: [&str; 2] = ["default", "mail"];
 const NAMES: [&str; 4] = ["a", "b", "c", "zzz"];
 const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
+const SIGNALS: [&str; 2] = ["x", "y"];
 
 /// Runs [`differential`] with the seed in `DJ_SEED`, or a fresh one (printed on failure).
 pub fn differential_against_memory_store(h: &dyn Harness) {
@@ -27,7 +28,7 @@ pub fn differential_against_memory_store(h: &dyn Harness) {
 /// step and both values).
 pub fn differential(h: &dyn Harness, seed: u64, steps: usize) {
     let tested = h.open();
-    let mut run = Run { rng: Rng::with_seed(seed), now: T0, claims: Vec::new(), jobs: 0, seed, step: 0 };
+    let mut run = Run { rng: Rng::with_seed(seed), now: T0, claims: Vec::new(), jobs: 0, signals: 0, seed, step: 0 };
     let reference = MemoryStore::new();
     for step in 0..steps {
         run.step = step;
@@ -43,8 +44,10 @@ struct Run {
     now: Timestamp,
     /// Every run ever claimed, with its worker (stale ones too: their writes must be refused).
     claims: Vec<(String, Claim)>,
-    /// Jobs enqueued so far (ids are 1..=jobs on both stores).
+    /// Jobs inserted so far (ids are 1..=jobs on both stores).
     jobs: i64,
+    /// Signals sent so far (ids are 1..=signals).
+    signals: i64,
     seed: u64,
     step: usize,
 }
@@ -87,7 +90,7 @@ impl Run {
 
     fn one_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
         self.tick();
-        match self.rng.u32(0..100) {
+        match self.rng.u32(0..108) {
             0..=19 => {
                 let jobs: Vec<NewJob> = (0..self.rng.usize(1..=3)).map(|_| self.new_job()).collect();
                 let out = self.check("enqueue", reference.enqueue(&jobs), tested.enqueue(&jobs));
@@ -100,11 +103,16 @@ impl Run {
             }
             40..=59 if !self.claims.is_empty() => {
                 let (worker, writes) = self.writes();
-                self.check(
+                let out = self.check(
                     "commit",
                     reference.commit(&worker, self.now, &writes),
                     tested.commit(&worker, self.now, &writes),
                 );
+                for (write, outcome) in writes.iter().zip(out) {
+                    if let (WriteOp::Suspend { children, .. }, WriteOutcome::Applied) = (&write.op, outcome) {
+                        self.jobs += children.len() as i64;
+                    }
+                }
             }
             60..=64 if !self.claims.is_empty() => {
                 let (worker, claims) = self.some_claims();
@@ -142,6 +150,20 @@ impl Run {
             93..=96 => {
                 let filter = self.filter();
                 self.check("list", reference.list(&filter), tested.list(&filter));
+            }
+            97..=102 => {
+                let (id, name) = (self.job_id(), self.pick(&SIGNALS));
+                let payload = self.rng.u8(..).to_string().into_bytes();
+                let out = self.check(
+                    "signal",
+                    reference.signal(id, name, &payload, self.now),
+                    tested.signal(id, name, &payload, self.now),
+                );
+                self.signals += i64::from(matches!(out, crate::SignalOutcome::Sent { .. }));
+            }
+            103..=104 => {
+                let id = self.job_id();
+                self.check("signals", reference.signals(id), tested.signals(id));
             }
             _ => {
                 let id = self.job_id();
@@ -211,7 +233,7 @@ impl Run {
 
     fn write(&mut self, claim: Claim) -> Write {
         let index = self.rng.u32(0..4);
-        match self.rng.u8(..7) {
+        match self.rng.u8(..10) {
             0 => Write::start(claim),
             1 => Write::checkpoint(claim, Checkpoint::value(index, self.pick(&NAMES), b"1".to_vec())),
             2 => {
@@ -224,9 +246,23 @@ impl Run {
                 Write::retry(claim, "try again", at)
             }
             5 => Write::fail(claim, "broken"),
-            _ => {
+            6 => {
                 let wake = self.rng.bool().then(|| self.secs(-1, 8));
                 Write::suspend(claim, wake)
+            }
+            7 => {
+                let wake = self.rng.bool().then(|| self.secs(-1, 8));
+                Write::wait_signal(claim, self.pick(&SIGNALS), wake)
+            }
+            8 => {
+                let children = (0..self.rng.usize(0..=2)).map(|_| self.new_job()).collect();
+                let need = self.rng.u32(0..=2);
+                Write::wait_children(claim, FanIn { index, need, tolerate: self.rng.u32(0..=1) }, children)
+            }
+            _ => {
+                let signal = SignalId(self.rng.i64(1..=self.signals + 1));
+                let name = format!("@signal:{}", self.pick(&SIGNALS));
+                Write::receive(claim, signal, Checkpoint::value(index, name, b"2".to_vec()))
             }
         }
     }
@@ -252,6 +288,9 @@ impl Run {
         if self.rng.u8(..3) == 0 {
             f = f.after(self.job_id());
         }
+        if self.rng.u8(..4) == 0 {
+            f = f.parent(self.job_id());
+        }
         f
     }
 
@@ -262,6 +301,7 @@ impl Run {
         for record in records {
             let (id, n) = (record.id, usize::MAX);
             self.check("checkpoints of a job", reference.checkpoints(id, 0, n), tested.checkpoints(id, 0, n));
+            self.check("signals of a job", reference.signals(id), tested.signals(id));
         }
     }
 }

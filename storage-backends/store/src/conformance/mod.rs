@@ -28,11 +28,13 @@ mod cases;
 mod differential;
 mod fencing;
 mod scheduling;
+mod waits;
 
 pub use cases::*;
 pub use differential::*;
 pub use fencing::*;
 pub use scheduling::*;
+pub use waits::*;
 
 use std::time::Duration;
 
@@ -86,6 +88,12 @@ macro_rules! store_conformance_tests {
             suspend_waits_uncharged_and_wakes_when_due,
             cancel_reports_what_it_did,
             requeue_reports_what_it_did,
+            signals_are_kept_in_order_and_consumed_once,
+            a_signal_wakes_only_a_job_waiting_for_its_name,
+            a_wait_for_a_pending_signal_does_not_suspend,
+            children_are_inserted_with_the_suspension_and_wake_their_parent,
+            failures_decide_a_fan_in_and_decided_fan_ins_do_not_suspend,
+            cancel_reaches_every_waiting_descendant,
             differential_against_memory_store,
         );
     };
