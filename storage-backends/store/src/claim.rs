@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{JobId, RetryPolicy, Timestamp};
+use crate::{ChildOf, JobId, RetryPolicy, Timestamp};
 
 /// The fencing token of one claim of a job: 1 for its first claim, and one more for every
 /// claim after, never reused (a release does not take it back). Every write about a run names
@@ -144,6 +144,8 @@ pub struct ClaimedJob {
     /// and see it applied before running the handler: an earlier run was lost before its start
     /// was recorded.
     pub confirm_start: bool,
+    /// The parent whose step started it, for a child job (its end may wake the parent).
+    pub parent: Option<ChildOf>,
 }
 
 impl ClaimedJob {
@@ -163,6 +165,7 @@ impl ClaimedJob {
             retry_policy: None,
             resumed: false,
             confirm_start: false,
+            parent: None,
         }
     }
 

@@ -111,6 +111,7 @@ pub fn claim(job: &mut JobRecord, req: &ClaimRequest, resumed: bool) -> ClaimedJ
     claimed.retry_policy = job.retry_policy;
     claimed.resumed = resumed;
     claimed.confirm_start = job.confirm_start;
+    claimed.parent = job.parent;
     claimed
 }
 

@@ -144,7 +144,9 @@ pub fn children_are_inserted_with_the_suspension_and_wake_their_parent(h: &dyn H
     assert!(kids.iter().all(|k| k.status == JobStatus::Pending && k.created_at == T0), "as enqueued");
     assert_eq!(store.list(&JobFilter::new().parent(kids[0].id)).unwrap(), vec![], "no grandchildren");
     let req = super::claim_req(WORKER, 5, at(2));
-    let runs: Vec<_> = store.claim(&req).unwrap().jobs.iter().map(crate::ClaimedJob::claim).collect();
+    let claimed = store.claim(&req).unwrap().jobs;
+    assert!(claimed.iter().all(|c| c.parent == Some(ChildOf { parent, index: 2 })), "a claimed child knows its parent");
+    let runs: Vec<_> = claimed.iter().map(crate::ClaimedJob::claim).collect();
     assert_eq!(runs.iter().map(|r| r.job).collect::<Vec<_>>(), vec![kids[2].id, kids[0].id, kids[1].id]);
     let done: Vec<Write> = runs[..2].iter().map(|r| Write::complete(*r, b"1".to_vec())).collect();
     assert_eq!(commit(&*store, WORKER, at(3), &done), vec![WriteOutcome::Applied; 2]);
