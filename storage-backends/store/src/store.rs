@@ -177,8 +177,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Sends signal `name` with `payload` (JSON) to `job`: stored durably, after every signal
     /// sent before it, until a run of the job consumes it
     /// ([`WriteOp::Receive`](crate::WriteOp::Receive)). If the job is `Waiting` for this name,
-    /// it becomes `Pending` at `now` in the same transaction. A finished job or an unknown id
-    /// stores nothing.
+    /// it becomes `Pending` in the same transaction, keeping its `run_at` (its place in line).
+    /// A finished job or an unknown id stores nothing.
     ///
     /// Repeat: stores the signal again.
     ///

@@ -157,8 +157,7 @@ pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp, wait: WaitState)
         WriteOp::Suspend { wake_at, signal, .. } => {
             job.attempt = job.attempt.saturating_sub(1);
             if wait.signal_pending || wait.children.is_some_and(|c| c.is_decided()) {
-                // The wait is over before it began: ready at once.
-                job.run_at = now;
+                // The wait is over before it began: ready at once, in its place in line.
                 clear_wait(job);
                 end_run(job, JobStatus::Pending, now);
             } else {
@@ -212,10 +211,11 @@ pub fn child_finished(parent: &mut JobRecord, index: u32, completed: bool, now: 
     decided
 }
 
-/// Ends a wait: the job is ready now.
+/// Ends a wait: the job is ready now. It keeps its `run_at`, so it is claimed before jobs
+/// enqueued while it waited (its own children among them): a fan-out decided early cancels
+/// the children still waiting before they run.
 fn wake(job: &mut JobRecord, now: Timestamp) {
     job.status = JobStatus::Pending;
-    job.run_at = now;
     clear_wait(job);
     job.updated_at = now;
 }

@@ -84,7 +84,7 @@ pub enum WriteOp {
     /// given back. `children` are inserted in the same transaction (as by
     /// [`Store::enqueue`](crate::Store::enqueue), each with `parent = (job, fan_in.index)` and
     /// no unique key). If the wait is over already (a signal of that name is pending, or the
-    /// fan-in is decided), the job becomes `Pending` at once instead.
+    /// fan-in is decided), the job becomes `Pending` at once instead, keeping its `run_at`.
     #[non_exhaustive]
     Suspend {
         /// When the job becomes pending again.

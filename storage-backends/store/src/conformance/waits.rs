@@ -92,7 +92,7 @@ pub fn a_signal_wakes_only_a_job_waiting_for_its_name(h: &dyn Harness) {
     assert_eq!(status(&*store, ids[1]), JobStatus::Waiting);
     assert!(sent(&*store, ids[0], "go", "2", 3).1);
     let rec = store.get(ids[0]).unwrap().unwrap();
-    assert_eq!((rec.status, rec.run_at, rec.wait_signal, rec.updated_at), (JobStatus::Pending, at(3), None, at(3)));
+    assert_eq!((rec.status, rec.run_at, rec.wait_signal, rec.updated_at), (JobStatus::Pending, T0, None, at(3)));
     assert_eq!(store.signals(ids[0]).unwrap().len(), 2, "waking consumes nothing: the run receives");
     let claimed = claim_runs(&*store, WORKER, 5, at(11));
     assert_eq!(claimed.iter().map(|c| c.job).collect::<Vec<_>>(), vec![ids[0], ids[2]], "woken, then timed out");
@@ -115,7 +115,7 @@ pub fn a_wait_for_a_pending_signal_does_not_suspend(h: &dyn Harness) {
     let rec = store.get(id).unwrap().unwrap();
     assert_eq!(
         (rec.status, rec.attempt, rec.run_at, rec.wake_at, rec.wait_signal),
-        (JobStatus::Pending, 0, at(2), None, None)
+        (JobStatus::Pending, 0, T0, None, None)
     );
     assert_eq!(store.checkpoints(id, 0, 10).unwrap().len(), 1, "the suspension's checkpoint is kept");
 }
@@ -155,7 +155,7 @@ pub fn children_are_inserted_with_the_suspension_and_wake_their_parent(h: &dyn H
     assert_eq!((rec.status, wait.succeeded, wait.failed, rec.updated_at), (JobStatus::Waiting, 2, 0, at(3)));
     assert_eq!(commit(&*store, WORKER, at(4), &[Write::complete(runs[2], b"1".to_vec())]), vec![WriteOutcome::Applied]);
     let rec = store.get(parent).unwrap().unwrap();
-    assert_eq!((rec.status, rec.run_at, rec.wait_children, rec.updated_at), (JobStatus::Pending, at(4), None, at(4)));
+    assert_eq!((rec.status, rec.run_at, rec.wait_children, rec.updated_at), (JobStatus::Pending, T0, None, at(4)));
 }
 
 /// Failed, reclaimed-for-good and cancelled children count as failures; one more than the
@@ -183,9 +183,11 @@ pub fn failures_decide_a_fan_in_and_decided_fan_ins_do_not_suspend(h: &dyn Harne
     let child = claim_runs(&*store, WORKER, 1, at(41))[0];
     assert_eq!(commit(&*store, WORKER, at(42), &[Write::fail(child, "no")]), vec![WriteOutcome::Applied]);
     let rec = store.get(parent).unwrap().unwrap();
-    assert_eq!((rec.status, rec.run_at), (JobStatus::Pending, at(42)), "the third failure is one too many");
-    // Its next run finds them decided already: it is ready at once.
-    let run = claim_runs(&*store, WORKER, 5, at(43)).into_iter().find(|r| r.job == parent).unwrap();
+    assert_eq!((rec.status, rec.run_at), (JobStatus::Pending, T0), "the third failure is one too many");
+    // It keeps its place in line, ahead of its children; its next run finds them decided
+    // already: it is ready at once.
+    let run = claim_runs(&*store, WORKER, 1, at(43))[0];
+    assert_eq!(run.job, parent);
     assert_eq!(
         commit(&*store, WORKER, at(44), &[Write::wait_children(run, rule, Vec::new())]),
         vec![WriteOutcome::Applied]
