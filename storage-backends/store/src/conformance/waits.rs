@@ -48,7 +48,7 @@ pub fn signals_are_kept_in_order_and_consumed_once(h: &dyn Harness) {
     assert_eq!(refused, vec![WriteOutcome::LeaseLost]);
     assert_eq!(store.signals(ids[0]).unwrap().len(), 3, "a refused receive consumes nothing");
     let receive = Write::receive(run, first, received.clone());
-    assert_eq!(commit(&*store, WORKER, at(4), &[receive.clone()]), vec![WriteOutcome::Applied]);
+    assert_eq!(commit(&*store, WORKER, at(4), std::slice::from_ref(&receive)), vec![WriteOutcome::Applied]);
     assert_eq!(pending_signals(&*store, ids[0]), [("x", "2"), ("y", "3")].map(|(a, b)| (a.into(), b.into())));
     assert_eq!(store.checkpoints(ids[0], 0, 10).unwrap(), vec![received.clone()]);
     assert_eq!(commit(&*store, WORKER, at(5), &[receive]), vec![WriteOutcome::Applied], "a repeat is idempotent");
@@ -200,6 +200,7 @@ pub fn failures_decide_a_fan_in_and_decided_fan_ins_do_not_suspend(h: &dyn Harne
 /// Cancelling a parent cancels its descendants that wait to run, in the same call; running and
 /// finished ones are left alone, and other jobs too.
 pub fn cancel_reaches_every_waiting_descendant(h: &dyn Harness) {
+    use JobStatus::{Cancelled, Pending, Running};
     let store = h.open();
     let parent = insert(&*store, &[job("a")])[0];
     let run = claim_runs(&*store, WORKER, 1, T0)[0];
@@ -215,7 +216,6 @@ pub fn cancel_reaches_every_waiting_descendant(h: &dyn Harness) {
         .iter()
         .map(|id| status(&*store, *id))
         .collect();
-    use JobStatus::{Cancelled, Pending, Running};
     assert_eq!(statuses, [Running, Cancelled, Cancelled, Cancelled, Cancelled, Pending]);
     assert_eq!(store.get(grandchildren[1]).unwrap().unwrap().finished_at, Some(at(3)));
     assert_eq!(store.cancel(parent, at(4)).unwrap(), CancelOutcome::Finished(Cancelled));
