@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs_store::{Checkpoint, Claim, ClaimedJob, JobId, Write};
+use durable_jobs_store::{Checkpoint, Claim, ClaimedJob, FanIn, JobId, NewJob, Timestamp, Write};
 
 use crate::queue::QueueInner;
 use crate::replay::Replay;
@@ -34,11 +34,27 @@ pub struct JobContext {
 }
 
 /// What suspends a job when its handler returns: the wait's checkpoint (on its first run) and
-/// when to wake.
-#[derive(Debug)]
+/// what wakes it (a time, a signal name, the fan-in of children inserted with the suspension).
+#[derive(Debug, Default)]
 pub(crate) struct Suspension {
     pub(crate) checkpoint: Option<Checkpoint>,
-    pub(crate) wake_at: durable_jobs_store::Timestamp,
+    pub(crate) wake_at: Option<Timestamp>,
+    pub(crate) signal: Option<String>,
+    pub(crate) children: Option<(FanIn, Vec<NewJob>)>,
+}
+
+impl Suspension {
+    /// The write that suspends run `claim`.
+    pub(crate) fn into_writes(self, claim: Claim) -> Vec<Write> {
+        let mut writes = Vec::with_capacity(2);
+        writes.extend(self.checkpoint.map(|c| Write::checkpoint(claim, c)));
+        writes.push(match (self.signal, self.children) {
+            (Some(name), _) => Write::wait_signal(claim, name, self.wake_at),
+            (None, Some((fan_in, children))) => Write::wait_children(claim, fan_in, children),
+            (None, None) => Write::suspend(claim, self.wake_at),
+        });
+        writes
+    }
 }
 
 /// The per-attempt state of durable steps.
@@ -89,6 +105,11 @@ impl JobContext {
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.claim.job
+    }
+
+    /// This run.
+    pub(crate) fn claim(&self) -> Claim {
+        self.claim
     }
 
     /// The job's handler name.
@@ -166,6 +187,13 @@ impl JobContext {
         out
     }
 
+    /// Asks for the job to be suspended when the handler returns; steps refuse to start from
+    /// now on. Returns the error the handler returns.
+    pub(crate) fn suspend(&self, suspension: Suspension) -> Error {
+        *self.suspension.borrow_mut() = Some(suspension);
+        Error::Suspended { job: self.id() }
+    }
+
     /// The checkpoint recorded at `index` for `name`, and whether any is recorded after it. A
     /// checkpoint of another name there means the workflow's code changed: a determinism error
     /// naming both.
@@ -185,9 +213,14 @@ impl JobContext {
     /// no hop through another thread. Retryable store errors are retried for a while (the write
     /// is idempotent).
     pub(crate) fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Error> {
-        let write = Write::checkpoint(self.claim, checkpoint);
+        self.write(Write::checkpoint(self.claim, checkpoint))
+    }
+
+    /// Commits a write that records a step (a checkpoint, or a receive), as
+    /// [`checkpoint`](Self::checkpoint) does.
+    pub(crate) fn write(&self, write: Write) -> Result<(), Error> {
         let go_on = || !self.is_cancelled();
-        if crate::execute::commit_own(&self.queue, &self.worker, write, "checkpoint", &self.signal, go_on)? {
+        if crate::execute::commit_own(&self.queue, &self.worker, write, "record a step", &self.signal, go_on)? {
             Ok(())
         } else {
             Err(Error::LeaseLost { job: self.id() })

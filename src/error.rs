@@ -88,7 +88,7 @@ pub enum Error {
         job: JobId,
         /// The job or step name.
         name: String,
-        /// `"arguments"`, `"result"` or `"checkpoint"`.
+        /// `"arguments"`, `"result"`, `"checkpoint"` or `"signal"`.
         what: &'static str,
         /// The deserializer's error.
         #[source]
@@ -181,6 +181,21 @@ pub enum Error {
         job: JobId,
     },
 
+    /// A child job started by [`spawn`](crate::spawn) did not complete. Permanent: a replay of
+    /// the parent would find the same recorded outcome.
+    #[error(transparent)]
+    ChildFailed(#[from] crate::ChildFailed),
+
+    /// The job has finished, so it cannot take what was sent to it (a signal); nothing was
+    /// stored.
+    #[error("job {job} has finished ({status}); nothing was sent")]
+    JobFinished {
+        /// The job.
+        job: JobId,
+        /// Its final status.
+        status: JobStatus,
+    },
+
     /// [`Queue::wait`](crate::Queue::wait) gave up before the job finished.
     #[error("job {job} is still {status} after waiting {waited:?}")]
     WaitTimeout {
@@ -263,6 +278,7 @@ impl Error {
             Error::Permanent(_)
             | Error::Determinism { .. }
             | Error::Decode { .. }
+            | Error::ChildFailed(_)
             | Error::Encode { .. }
             | Error::InvalidName { .. }
             | Error::PayloadTooLarge { .. } => true,

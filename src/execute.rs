@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use durable_jobs_store::{ClaimRequest, ClaimedJob, Write, WriteOp, WriteOutcome};
 
-use crate::context::Suspension;
 use crate::failure::Failure;
 use crate::queue::QueueInner;
 use crate::registry::HandlerError;
@@ -25,8 +24,8 @@ const RUN_ONE_LEASE: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// Commit these, in one transaction: a completion, a retry or a failure, or a suspension
-    /// with its wait's checkpoint.
-    Writes(Vec<Write>),
+    /// with its wait's checkpoint. `child`: the job is a child, whose end may wake its parent.
+    Writes { writes: Vec<Write>, child: bool },
     /// Hand the job back without charging it: the worker is stopping.
     Release,
     /// Nothing to write: the run no longer holds the job.
@@ -81,18 +80,11 @@ pub(crate) fn execute(
     match suspension {
         // A durable wait suspends the job whatever the handler returned after asking for it,
         // unless it panicked or ran out of time.
-        Some(s) if timed_out.is_none() && !panicked => Outcome::Writes(suspend(job, s)),
+        Some(s) if timed_out.is_none() && !panicked => {
+            Outcome::Writes { writes: s.into_writes(job.claim()), child: job.parent.is_some() }
+        }
         _ => outcome(queue, job, signal, result, timed_out),
     }
-}
-
-/// The writes suspending `job`: the wait's checkpoint (on its first run), then the suspension.
-fn suspend(job: &ClaimedJob, suspension: Suspension) -> Vec<Write> {
-    let claim = job.claim();
-    let mut writes = Vec::with_capacity(2);
-    writes.extend(suspension.checkpoint.map(|c| Write::checkpoint(claim, c)));
-    writes.push(Write::suspend(claim, Some(suspension.wake_at)));
-    writes
 }
 
 /// Commits one write about a run from the run's own thread, retrying retryable store errors
@@ -144,15 +136,16 @@ fn outcome(
         None => result,
     };
     let claim = job.claim();
-    match result {
+    let write = match result {
         Ok(value) => match queue.check_size(&job.name, "result", value.len()) {
-            Ok(()) => Outcome::Writes(vec![Write::complete(claim, value)]),
-            Err(e) => Outcome::Writes(vec![Write::fail(claim, e.to_string())]),
+            Ok(()) => Write::complete(claim, value),
+            Err(e) => Write::fail(claim, e.to_string()),
         },
         // Stopped by the shutdown: released (not failed), its attempt given back.
-        Err(_) if signal.is_cancelled() && timed_out.is_none() => Outcome::Release,
-        Err(failure) => Outcome::Writes(vec![failure_write(queue, job, failure)]),
-    }
+        Err(_) if signal.is_cancelled() && timed_out.is_none() => return Outcome::Release,
+        Err(failure) => failure_write(queue, job, failure),
+    };
+    Outcome::Writes { writes: vec![write], child: job.parent.is_some() }
 }
 
 /// A retry if attempts remain and the error allows it, else a terminal failure.
@@ -168,15 +161,25 @@ pub(crate) fn failure_write(queue: &QueueInner, job: &ClaimedJob, failure: Failu
 }
 
 impl QueueInner {
-    /// After a commit of `writes`: wakes waiters, and workers for retries and sleeps coming due.
-    pub(crate) fn committed(&self, writes: &[Write]) {
+    /// After a commit of `writes`: wakes waiters, and workers for retries and sleeps coming due,
+    /// and at once for jobs the commit may have made ready (a wait over before it began; the
+    /// parent of a child that ended, if `children` ended here).
+    pub(crate) fn committed(&self, writes: &[Write], children: bool) {
+        let mut ready_now = children;
         for write in writes {
             match &write.op {
-                WriteOp::Retry { run_at, .. } | WriteOp::Suspend { wake_at: Some(run_at), .. } => {
-                    self.wake_workers(*run_at);
+                WriteOp::Retry { run_at, .. } => self.wake_workers(*run_at),
+                WriteOp::Suspend { wake_at, signal, fan_in, .. } => {
+                    ready_now |= signal.is_some() || fan_in.is_some();
+                    if let Some(at) = wake_at {
+                        self.wake_workers(*at);
+                    }
                 }
                 _ => {}
             }
+        }
+        if ready_now {
+            self.wake_workers(self.now());
         }
         self.notify_committed();
     }
@@ -211,10 +214,10 @@ impl Queue {
         let outcome = execute(inner, &worker, &job, &Arc::new(JobSignal::default()));
         inner.handler_returned(job.id);
         match outcome {
-            Outcome::Writes(writes) => {
+            Outcome::Writes { writes, child } => {
                 let commit = || inner.store.commit(&worker, inner.now(), &writes);
                 with_patience(&*inner.clock, "commit", &PATIENCE, || true, commit)?;
-                inner.committed(&writes);
+                inner.committed(&writes, child);
             }
             Outcome::Release => {
                 inner.store.release(&worker, &[job.claim()], inner.now())?;

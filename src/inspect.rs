@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use durable_jobs_store::{
-    CancelOutcome, Checkpoint, JobFilter, JobId, JobRecord, JobStatus, RequeueOutcome, Timestamp,
+    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobRecord, JobStatus, RequeueOutcome, Timestamp,
 };
 use serde::de::DeserializeOwned;
 
@@ -49,8 +49,15 @@ pub struct JobInfo {
     pub started_at: Option<SystemTime>,
     /// When it finished.
     pub finished_at: Option<SystemTime>,
-    /// For a `waiting` job, when it wakes: the deadline of its durable sleep.
+    /// For a `waiting` job, when it wakes: the deadline of its durable sleep or signal wait.
     pub wake_at: Option<SystemTime>,
+    /// For a `waiting` job, the signal name it waits for.
+    pub wait_signal: Option<String>,
+    /// For a `waiting` job, the children it waits for: how many there are and how many have
+    /// completed or failed so far.
+    pub wait_children: Option<ChildrenWait>,
+    /// For a child job, the workflow that started it.
+    pub parent: Option<JobId>,
 }
 
 impl From<JobRecord> for JobInfo {
@@ -75,6 +82,9 @@ impl From<JobRecord> for JobInfo {
             started_at: r.started_at.map(Timestamp::to_system_time),
             finished_at: r.finished_at.map(Timestamp::to_system_time),
             wake_at: r.wake_at.filter(|_| r.status == JobStatus::Waiting).map(Timestamp::to_system_time),
+            wait_signal: r.wait_signal.filter(|_| r.status == JobStatus::Waiting),
+            wait_children: r.wait_children.filter(|_| r.status == JobStatus::Waiting),
+            parent: r.parent.map(|p| p.parent),
         }
     }
 }
@@ -252,8 +262,11 @@ impl Queue {
     ///
     /// [`Error::Store`] if the store fails.
     pub fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
-        let outcome = self.inner.store.cancel(id, self.inner.now())?;
+        let now = self.inner.now();
+        let outcome = self.inner.store.cancel(id, now)?;
         if outcome == CancelOutcome::Cancelled {
+            // A cancelled child may have decided its parent's fan-in.
+            self.inner.wake_workers(now);
             self.inner.notify_committed();
         }
         Ok(outcome)

@@ -43,6 +43,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod call;
+mod children;
 mod clock;
 mod context;
 mod counts;
@@ -60,12 +61,14 @@ mod registry;
 mod replay;
 mod retry;
 mod signal;
+mod signals;
 mod sleep;
 mod unwind;
 mod wait;
 mod worker;
 
 pub use call::call;
+pub use children::{fan_out, spawn, Child, ChildFailed, FanInStrategy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::JobContext;
 pub use counts::{Counts, JobCounts};
@@ -77,11 +80,12 @@ pub use names::MAX_NAME_LEN;
 pub use options::{JobOptions, DEFAULT_QUEUE, MAX_UNIQUE_KEY_LEN};
 pub use queue::{Queue, QueueBuilder, DEFAULT_MAX_PAYLOAD};
 pub use retry::DEFAULT_RETRY_POLICY;
+pub use signals::{wait_signal, wait_signal_timeout};
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
 
 pub use durable_jobs_store::{
-    CancelOutcome, Checkpoint, JobFilter, JobId, JobStatus, MemoryStore, RequeueOutcome, RetryPolicy, Store,
-    StoreError, StoreErrorKind, Timestamp,
+    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobStatus, MemoryStore, RequeueOutcome, RetryPolicy,
+    Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
 };
 
 /// The SQLite store (feature `sqlite`, on by default).

@@ -94,7 +94,6 @@ impl JobContext {
             }
             return Ok(());
         }
-        *self.suspension.borrow_mut() = Some(Suspension { checkpoint, wake_at: deadline });
-        Err(Error::Suspended { job: self.id() })
+        Err(self.suspend(Suspension { checkpoint, wake_at: Some(deadline), ..Suspension::default() }))
     }
 }

@@ -23,8 +23,9 @@ const PATIENCE: Patience = Patience { budget: Duration::from_secs(10), max_pause
 pub(crate) enum Commit {
     /// A run's handler started (nobody waits for it).
     Start(Claim),
-    /// A run's outcome (nobody waits for it): writes committed in one transaction.
-    Writes(Vec<Write>),
+    /// A run's outcome (nobody waits for it): writes committed in one transaction. `child`: the
+    /// job is a child, whose end may wake its parent.
+    Writes { writes: Vec<Write>, child: bool },
     /// Commit what is queued, then stop.
     Stop,
 }
@@ -41,13 +42,14 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
     while !stop {
         let Ok(first) = rx.recv() else { break };
         let mut next = Some(first);
-        let (mut starts_until, mut only_starts) = (None, true);
+        let (mut starts_until, mut only_starts, mut children) = (None, true, false);
         loop {
             while let Some(msg) = next.take() {
                 match msg {
                     Commit::Start(claim) => writes.push(Write::start(claim)),
-                    Commit::Writes(ws) => {
+                    Commit::Writes { writes: ws, child } => {
                         only_starts = false;
+                        children |= child;
                         writes.extend(ws);
                     }
                     Commit::Stop => stop = true,
@@ -70,7 +72,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
         }
         if !writes.is_empty() {
             drop_needless_starts(&mut writes);
-            commit_batch(shared, &writes);
+            commit_batch(shared, &writes, children);
             writes.clear();
         }
     }
@@ -86,7 +88,7 @@ fn drop_needless_starts(writes: &mut Vec<Write>) {
 }
 
 /// Commits `writes`, retrying retryable errors for a while, then lets go of the runs they end.
-fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
+fn commit_batch(shared: &WorkerShared, writes: &[Write], children: bool) {
     if writes.iter().any(|w| matches!(w.op, WriteOp::Complete { .. })) {
         failpoint!("before-completion-commit");
     }
@@ -105,7 +107,7 @@ fn commit_batch(shared: &WorkerShared, writes: &[Write]) {
             if lost_outcomes > 0 {
                 tracing::warn!(lost = lost_outcomes, "outcomes of jobs whose lease was lost were refused");
             }
-            queue.committed(writes);
+            queue.committed(writes, children);
         }
         // The runs whose outcome is lost here are let go: their leases expire and the reaper
         // gives them another attempt (at-least-once).

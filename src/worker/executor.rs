@@ -27,10 +27,10 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot:
         let outcome = execute(&shared.queue, &shared.worker_id, &job, &signal);
         shared.pace.record_handler(started.elapsed());
         match outcome {
-            Outcome::Writes(writes) => {
+            Outcome::Writes { writes, child } => {
                 // Held (and renewed) until the committer has written it.
                 shared.held.finishing(claim);
-                if shared.committer.send(Commit::Writes(writes)).is_err() {
+                if shared.committer.send(Commit::Writes { writes, child }).is_err() {
                     tracing::warn!(job = %job.id, "worker stopped before the outcome was written; the lease will expire");
                     shared.let_go([claim]);
                 }

@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod clock;
+mod fan_out;
 mod faults;
 mod hardening;
 mod inspection;
@@ -15,6 +16,7 @@ mod leases;
 mod retries;
 mod scheduling;
 mod shutdown;
+mod signals;
 mod sleep;
 mod timing;
 mod workflows;
