@@ -6,6 +6,8 @@
 //! - S9: a worker stopped with SIGSTOP past its lease; another takes the job over; the stopped one
 //!   resumes and its late write is refused.
 //! - G12: workflows asleep when their worker is killed wake at their deadline in the next one.
+//! - G13/G14: a worker killed while workflows wait for signals and fan-outs' children run: no
+//!   signal lost or received twice, no child lost or started twice.
 //!
 //! The steps write a ledger (an append-only file) that the parent checks: every job completed,
 //! every re-run of a step explained by a crash that hit it in flight, nothing re-run after its
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use durable_jobs::{JobFilter, JobOptions, JobStatus};
-use workers::{check, signal, wait_all, Run, BACKENDS};
+use workers::{check, signal, wait_all, Run, BACKENDS, PARTS};
 
 /// A scenario: its summary, or what went wrong.
 type Scenario = Box<dyn Fn() -> Result<String, String>>;
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         }
         scenarios.push(("G5 process-killing job", Box::new(move || poison(backend))));
         scenarios.push(("G12 sleepers outlive kill -9", Box::new(move || sleepers_outlive_a_crash(backend))));
+        scenarios.push(("G13/G14 waits outlive kill -9", Box::new(move || waits_outlive_a_crash(backend, seed))));
         scenarios.push((
             "G11 crashes charge only started runs",
             Box::new(move || crashes_charge_started_runs(backend, seed)),
@@ -280,6 +283,96 @@ fn sleepers_outlive_a_crash(backend: &'static str) -> Result<String, String> {
         "{SLEEPERS} sleepers killed mid-sleep ({charged} caught before their suspension committed); all woke on \
          the next worker at the deadline the killed one recorded, the latest {:.1} ms late",
         latest as f64 / 1000.0
+    ))
+}
+
+/// G13/G14: ten workflows wait for a signal (half of the signals sent before they run, half
+/// after the kill) and five fan out twenty children each; the worker is killed while the
+/// children run. The next worker finishes everything: every signal received exactly once with
+/// its payload, every fan-out has exactly its twenty children, each run, the steps around the
+/// waits run once each unless the kill caught them in flight.
+fn waits_outlive_a_crash(backend: &'static str, seed: u64) -> Result<String, String> {
+    const WAITERS: usize = 10;
+    const FANNERS: usize = 5;
+    let mut run = Run::new(backend)?;
+    let queue = run.queue()?;
+    let err = |e: durable_jobs::Error| e.to_string();
+    let waiters = queue.enqueue_batch("waiter", &[(); WAITERS], JobOptions::new().retries(5)).map_err(err)?;
+    let fanners = queue.enqueue_batch("fanner", &[(); FANNERS], JobOptions::new().retries(5)).map_err(err)?;
+    for id in &waiters[..WAITERS / 2] {
+        queue.signal(*id, "go", &(id.0 * 7)).map_err(err)?;
+    }
+    run.expect = WAITERS + FANNERS * (1 + PARTS as usize);
+    drop(queue); // one process at a time may open a sled database
+    let mut first = run.spawn(&[])?;
+    let kill_after = 20 + (seed % 40) as usize;
+    let started = Instant::now();
+    while run.ledger().unwrap_or_default().lines().filter(|l| l.starts_with("part ")).count() < kill_after {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = first.kill();
+            return Err("the children did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill().map_err(|e| format!("SIGKILL: {e}"))?;
+    let killed = first.id();
+    first.wait().map_err(|e| e.to_string())?;
+    let queue = run.queue()?;
+    for id in &waiters[WAITERS / 2..] {
+        queue.signal(*id, "go", &(id.0 * 7)).map_err(err)?;
+    }
+    drop(queue);
+    wait_all(&mut [run.spawn(&[])?])?;
+    let ledger = run.ledger()?;
+    let lines = |prefix: &str| ledger.lines().filter(|l| l.starts_with(prefix)).map(str::to_owned).collect::<Vec<_>>();
+    // A step ran more than once only if the killed worker was in it.
+    let once_unless_killed = |prefix: &str| -> Result<(), String> {
+        let runs = lines(prefix);
+        let by_killed = runs.iter().filter(|l| l.ends_with(&format!(" {killed}"))).count();
+        if runs.is_empty() || runs.len() > 1 + usize::from(by_killed > 0) {
+            return Err(format!("{prefix:?} ran {} times ({by_killed} in the killed worker)", runs.len()));
+        }
+        Ok(())
+    };
+    for id in &waiters {
+        let got = lines(&format!("got {id} "));
+        let payload = got.first().and_then(|l| l.split(' ').nth(2)).unwrap_or_default().to_owned();
+        if payload != (id.0 * 7).to_string() {
+            return Err(format!("waiter {id} received {got:?}"));
+        }
+        once_unless_killed(&format!("effect {id} before "))?;
+        once_unless_killed(&format!("effect {id} after "))?;
+    }
+    let queue = run.queue()?;
+    let mut parts_rerun = 0;
+    for id in &fanners {
+        let children = queue.list(&JobFilter::new().parent(*id).limit(1000)).map_err(err)?;
+        if children.len() != PARTS as usize || children.iter().any(|c| c.status != JobStatus::Completed) {
+            return Err(format!("fanner {id} has {} children: {children:?}", children.len()));
+        }
+        for child in &children {
+            let runs = lines(&format!("part {} ", child.id));
+            parts_rerun += runs.len().saturating_sub(1);
+            if runs.is_empty() || runs.len() > 2 {
+                return Err(format!("child {} ran {} times", child.id, runs.len()));
+            }
+        }
+        let expected: u64 = (0..PARTS).map(|n| n * 3).sum();
+        if !lines(&format!("fanned {id} ")).iter().all(|l| l.split(' ').nth(2) == Some(&expected.to_string())) {
+            return Err(format!("fanner {id} gathered the wrong results"));
+        }
+        once_unless_killed(&format!("effect {id} before "))?;
+        once_unless_killed(&format!("effect {id} after "))?;
+    }
+    let all = queue.list(&JobFilter::new().limit(usize::MAX)).map_err(err)?;
+    if all.len() != run.expect || all.iter().any(|j| j.status != JobStatus::Completed) {
+        return Err(format!("{} jobs, expected {} all completed", all.len(), run.expect));
+    }
+    if !queue.signals(waiters[0]).map_err(err)?.is_empty() {
+        return Err("a received signal is still pending".into());
+    }
+    Ok(format!(
+        "killed after {kill_after} children started; {WAITERS} signals received once each, {FANNERS} fan-outs          with exactly {PARTS} children each ({parts_rerun} in flight at the kill ran again)"
     ))
 }
 

@@ -114,6 +114,12 @@ fn run(args: &Args) -> Res<()> {
     if want("W8") {
         rows.extend(bench.w8(10_000 / scale)?);
     }
+    if want("W9") {
+        rows.extend(bench.w9(10_000 / scale)?);
+    }
+    if want("W10") {
+        rows.extend(bench.w10(200 / scale.min(4))?);
+    }
     if want("idle") {
         rows.extend(bench.idle(if args.quick { 2 } else { 10 })?);
     }

@@ -11,7 +11,9 @@ use std::process::{Child, Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs::{call, Error, JobContext, JobFilter, JobOptions, JobStatus, Queue, Store};
+use durable_jobs::{
+    call, fan_out, wait_signal, Child, Error, FanInStrategy, JobContext, JobFilter, JobOptions, JobStatus, Queue, Store,
+};
 
 pub const STEPS: u32 = 3;
 pub const PATIENCE: Duration = Duration::from_secs(300);
@@ -97,6 +99,7 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
             Ok::<_, Error>(())
         })
     })?;
+    register_waits(queue, dir)?;
     let d = dir.to_path_buf();
     queue.register("flow", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
         for n in 1..=STEPS {
@@ -117,6 +120,51 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
             }
         }
         Ok(())
+    })
+}
+
+/// The children of a "fanner".
+pub const PARTS: u64 = 20;
+
+/// "waiter" waits for signal "go" between two steps; "fanner" fans out [`PARTS`] "part"
+/// children between two steps. Effects and receptions are recorded in the ledger.
+fn register_waits(queue: &Queue, dir: &Path) -> Result<(), Error> {
+    let pid = std::process::id();
+    let d = dir.to_path_buf();
+    queue.register("waiter", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+        let id = ctx.id();
+        ctx.step("before", || {
+            record(&d, &format!("effect {id} before {pid}"));
+            Ok::<_, Error>(())
+        })?;
+        let payload: i64 = wait_signal(ctx, "go")?;
+        record(&d, &format!("got {id} {payload} {pid}"));
+        ctx.step("after", || {
+            record(&d, &format!("effect {id} after {pid}"));
+            Ok::<_, Error>(())
+        })
+    })?;
+    let d = dir.to_path_buf();
+    queue.register("part", move |ctx: &JobContext, n: u64| -> Result<u64, Error> {
+        record(&d, &format!("part {} {n} {pid}", ctx.id()));
+        std::thread::sleep(Duration::from_millis(fastrand::u64(10..30)));
+        Ok(n * 3)
+    })?;
+    let d = dir.to_path_buf();
+    queue.register("fanner", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+        let id = ctx.id();
+        ctx.step("before", || {
+            record(&d, &format!("effect {id} before {pid}"));
+            Ok::<_, Error>(())
+        })?;
+        let children = (0..PARTS).map(|n| Child::new("part", &n)).collect();
+        let results = fan_out::<u64>(ctx, children, FanInStrategy::CollectAll)?;
+        let sum: u64 = results.into_iter().map(|r| r.map_err(Error::ChildFailed)).sum::<Result<u64, Error>>()?;
+        record(&d, &format!("fanned {id} {sum} {pid}"));
+        ctx.step("after", || {
+            record(&d, &format!("effect {id} after {pid}"));
+            Ok::<_, Error>(())
+        })
     })
 }
 
