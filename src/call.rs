@@ -187,3 +187,8 @@ impl JobContext {
         })
     }
 }
+
+/// The JSON of a record this library writes (plain data and JSON values, which always encode).
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}

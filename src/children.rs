@@ -205,11 +205,7 @@ impl JobContext {
     fn fan_out_at(&self, index: u32, children: Vec<Child>, strategy: FanInStrategy) -> Result<Results, Error> {
         let total = u32::try_from(children.len()).unwrap_or(u32::MAX);
         let rule = strategy.rule(index, total)?;
-        let recorded = match self.recorded(index, FAN_OUT)? {
-            Some((checkpoint, _)) => Some(self.decode::<Recorded>(FAN_OUT, &checkpoint.outcome.unwrap_or_default())?),
-            None => None,
-        };
-        match recorded {
+        match self.recorded_value::<Recorded>(index, FAN_OUT)? {
             Some(Recorded::Results(results)) => Ok(results),
             Some(Recorded::Started { children: started }) if started != total => Err(Error::Determinism {
                 job: self.id(),
@@ -219,12 +215,17 @@ impl JobContext {
             }),
             Some(Recorded::Started { .. }) => self.gather(index, rule),
             None if children.is_empty() => {
-                self.checkpoint(Checkpoint::value(index, FAN_OUT, encode(&Recorded::Results(Vec::new()))))?;
+                self.checkpoint(Checkpoint::value(
+                    index,
+                    FAN_OUT,
+                    crate::call::to_json(&Recorded::Results(Vec::new())),
+                ))?;
                 Ok(Vec::new())
             }
             None => {
                 let jobs = self.child_jobs(index, children)?;
-                let checkpoint = Checkpoint::value(index, FAN_OUT, encode(&Recorded::Started { children: total }));
+                let checkpoint =
+                    Checkpoint::value(index, FAN_OUT, crate::call::to_json(&Recorded::Started { children: total }));
                 let suspension =
                     Suspension { checkpoint: Some(checkpoint), children: Some((rule, jobs)), ..Suspension::default() };
                 Err(self.suspend(suspension))
@@ -282,7 +283,7 @@ impl JobContext {
                 }
             });
         }
-        self.checkpoint(Checkpoint::value(index, FAN_OUT, encode(&Recorded::Results(results.clone()))))?;
+        self.checkpoint(Checkpoint::value(index, FAN_OUT, crate::call::to_json(&Recorded::Results(results.clone()))))?;
         Ok(results)
     }
 
@@ -312,9 +313,4 @@ impl JobContext {
         }
         Ok(found)
     }
-}
-
-fn encode(recorded: &Recorded) -> Vec<u8> {
-    // JSON values and plain records always encode.
-    serde_json::to_vec(recorded).unwrap_or_default()
 }

@@ -208,6 +208,19 @@ impl JobContext {
         Ok(Some((found, later)))
     }
 
+    /// The value recorded at `index` for a wait named `name`, decoded: for waits, whose
+    /// checkpoints always hold a value (see [`recorded`](Self::recorded) for the rule).
+    pub(crate) fn recorded_value<T: serde::de::DeserializeOwned>(
+        &self,
+        index: u32,
+        name: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.recorded(index, name)? {
+            Some((checkpoint, _)) => self.decode(name, &checkpoint.outcome.unwrap_or_default()).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Commits a checkpoint and returns once it is durable. Written from this thread: the
     /// store's group commit merges checkpoints of concurrent workers into one transaction, with
     /// no hop through another thread. Retryable store errors are retried for a while (the write

@@ -118,10 +118,7 @@ impl JobContext {
         timeout: Option<Duration>,
     ) -> Result<Option<T>, Error> {
         let now = self.queue.now();
-        let recorded = match self.recorded(index, step)? {
-            Some((checkpoint, _)) => Some(self.decode::<Recorded>(step, &checkpoint.outcome.unwrap_or_default())?),
-            None => None,
-        };
+        let recorded = self.recorded_value::<Recorded>(index, step)?;
         let until = match recorded {
             Some(Recorded::Received(value)) => return self.decode_signal(name, value).map(Some),
             Some(Recorded::TimedOut) if timeout.is_none() => {
@@ -141,17 +138,21 @@ impl JobContext {
                 source,
             })?;
             let typed = self.decode_signal(name, value.clone())?;
-            let checkpoint = Checkpoint::value(index, step, encode(&Recorded::Received(value)));
+            let checkpoint = Checkpoint::value(index, step, crate::call::to_json(&Recorded::Received(value)));
             self.write(Write::receive(self.claim(), signal.id, checkpoint))?;
             return Ok(Some(typed));
         }
         if until.is_some_and(|u| u <= now) {
-            self.checkpoint(Checkpoint::value(index, step, encode(&Recorded::TimedOut)))?;
+            self.checkpoint(Checkpoint::value(index, step, crate::call::to_json(&Recorded::TimedOut)))?;
             return Ok(None);
         }
         let checkpoint = match recorded {
             Some(_) => None,
-            None => Some(Checkpoint::value(index, step, encode(&Recorded::Waiting { until: until.map(|u| u.0) }))),
+            None => Some(Checkpoint::value(
+                index,
+                step,
+                crate::call::to_json(&Recorded::Waiting { until: until.map(|u| u.0) }),
+            )),
         };
         Err(self.suspend(Suspension { checkpoint, wake_at: until, signal: Some(name.to_owned()), children: None }))
     }
@@ -164,11 +165,6 @@ impl JobContext {
             source,
         })
     }
-}
-
-fn encode(recorded: &Recorded) -> Vec<u8> {
-    // A tagged enum of JSON values always encodes.
-    serde_json::to_vec(recorded).unwrap_or_default()
 }
 
 impl Queue {

@@ -81,11 +81,8 @@ impl JobContext {
 
     /// The sleep at step position `index`: replayed, recorded, or suspending.
     fn sleep_at(&self, index: u32, wanted: Timestamp) -> Result<(), Error> {
-        let (deadline, checkpoint) = match self.recorded(index, SLEEP)? {
-            Some((recorded, _)) => {
-                let value = recorded.outcome.unwrap_or_default();
-                (Timestamp(self.decode::<i64>(SLEEP, &value)?), None)
-            }
+        let (deadline, checkpoint) = match self.recorded_value::<i64>(index, SLEEP)? {
+            Some(recorded) => (Timestamp(recorded), None),
             None => (wanted, Some(Checkpoint::value(index, SLEEP, wanted.0.to_string().into_bytes()))),
         };
         if deadline <= self.queue.now() {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_jobs::{
-    call, fan_out, wait_signal, Child, Error, FanInStrategy, JobContext, JobFilter, JobOptions, JobStatus, Queue, Store,
+    call, fan_out, wait_signal, Child as ChildJob, Error, FanInStrategy, JobContext, JobFilter, JobOptions, JobStatus,
+    Queue, Store,
 };
 
 pub const STEPS: u32 = 3;
@@ -157,7 +158,7 @@ fn register_waits(queue: &Queue, dir: &Path) -> Result<(), Error> {
             record(&d, &format!("effect {id} before {pid}"));
             Ok::<_, Error>(())
         })?;
-        let children = (0..PARTS).map(|n| Child::new("part", &n)).collect();
+        let children = (0..PARTS).map(|n| ChildJob::new("part", &n)).collect();
         let results = fan_out::<u64>(ctx, children, FanInStrategy::CollectAll)?;
         let sum: u64 = results.into_iter().map(|r| r.map_err(Error::ChildFailed)).sum::<Result<u64, Error>>()?;
         record(&d, &format!("fanned {id} {sum} {pid}"));
