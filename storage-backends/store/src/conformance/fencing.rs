@@ -4,7 +4,8 @@
 use super::{at, claim_ids, claim_req, claim_runs, commit, insert, job, Harness, T0, WORKER};
 use crate::transition::reclaim_message;
 use crate::{
-    CancelOutcome, Checkpoint, Claim, ClaimToken, JobStatus, ReclaimRequest, RequeueOutcome, Write, WriteOutcome,
+    CancelOutcome, Checkpoint, Claim, ClaimToken, FanIn, JobFilter, JobStatus, ReclaimRequest, RequeueOutcome,
+    SignalId, Write, WriteOutcome,
 };
 
 fn checkpoint(run: Claim, index: u32) -> Write {
@@ -20,6 +21,9 @@ fn every_write(run: Claim) -> Vec<Write> {
         Write::retry(run, "x", T0),
         Write::fail(run, "x"),
         Write::suspend(run, None),
+        Write::wait_signal(run, "s", Some(at(60))),
+        Write::wait_children(run, FanIn { index: 1, need: 1, tolerate: 0 }, vec![job("b")]),
+        Write::receive(run, SignalId(1), Checkpoint::value(2, "@signal:s", b"1".to_vec())),
     ]
 }
 
@@ -31,7 +35,7 @@ pub fn writes_are_fenced_by_worker(h: &dyn Harness) {
     let intruder = "worker-z";
     let mut writes = every_write(run);
     writes.push(Write::complete(Claim::new(ids[1], ClaimToken(0)), b"1".to_vec()));
-    assert_eq!(commit(&*store, intruder, at(1), &writes), vec![WriteOutcome::LeaseLost; 7]);
+    assert_eq!(commit(&*store, intruder, at(1), &writes), vec![WriteOutcome::LeaseLost; 10]);
     let pending = Claim::new(ids[1], ClaimToken(0));
     assert_eq!(store.renew(intruder, &[run, pending], at(99)).unwrap(), vec![run, pending]);
     assert_eq!(store.release(intruder, &[run], at(1)).unwrap(), 0);
@@ -39,6 +43,7 @@ pub fn writes_are_fenced_by_worker(h: &dyn Harness) {
     assert_eq!((rec.status, rec.locked_by.as_deref(), rec.run_started), (JobStatus::Running, Some(WORKER), false));
     assert_eq!(rec.lease_until, Some(at(30)));
     assert!(store.checkpoints(ids[0], 0, 10).unwrap().is_empty());
+    assert_eq!(store.list(&JobFilter::new()).unwrap().len(), 2, "a refused suspension starts no child");
     assert_eq!(store.get(ids[1]).unwrap().unwrap().status, JobStatus::Pending, "a pending job is not writable");
 }
 
@@ -51,7 +56,7 @@ pub fn writes_are_fenced_by_claim_token(h: &dyn Harness) {
     assert_eq!(store.reclaim(&ReclaimRequest::new(at(31), 10)).unwrap().released, vec![id]);
     let new = claim_runs(&*store, WORKER, 1, at(31))[0];
     assert_eq!((old.token, new.token), (ClaimToken(1), ClaimToken(2)));
-    assert_eq!(commit(&*store, WORKER, at(32), &every_write(old)), vec![WriteOutcome::LeaseLost; 6]);
+    assert_eq!(commit(&*store, WORKER, at(32), &every_write(old)), vec![WriteOutcome::LeaseLost; 9]);
     assert_eq!(store.renew(WORKER, &[old, new], at(90)).unwrap(), vec![old]);
     assert_eq!(store.release(WORKER, &[old], at(32)).unwrap(), 0);
     let rec = store.get(id).unwrap().unwrap();
