@@ -123,6 +123,23 @@ impl From<Failed> for ChildFailed {
 
 /// Starts one child job and waits for its result, suspended (see [`fan_out`]).
 ///
+/// ```
+/// use durable_jobs::{spawn, Child, JobContext, JobOptions, MemoryStore, Queue};
+///
+/// let queue = Queue::new(MemoryStore::new());
+/// queue.register("charge", |_: &JobContext, cents: u64| Ok::<_, std::io::Error>(format!("receipt-{cents}")))?;
+/// queue.register("order", |ctx: &JobContext, cents: u64| -> Result<String, durable_jobs::Error> {
+///     let options = JobOptions::new().queue("payments").retries(5);
+///     spawn::<String>(ctx, Child::new("charge", &cents).options(options))
+/// })?;
+/// let id = queue.enqueue("order", &1999, JobOptions::new())?;
+/// queue.run_one("default")?; // starts the child in queue "payments" and waits
+/// queue.run_one("payments")?;
+/// queue.run_one("default")?;
+/// assert_eq!(queue.result::<String>(id)?, "receipt-1999");
+/// # Ok::<(), durable_jobs::Error>(())
+/// ```
+///
 /// # Errors
 ///
 /// [`Error::ChildFailed`] if the child did not complete; otherwise as [`fan_out`].

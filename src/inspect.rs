@@ -244,7 +244,8 @@ impl Queue {
     }
 
     /// Cancels a job that is waiting to run (scheduled, ready, waiting or paused) and says what
-    /// happened; a running job is not interrupted ([`CancelOutcome::Running`]).
+    /// happened; a running job is not interrupted ([`CancelOutcome::Running`]). Its descendants
+    /// (the children its workflow started, theirs…) that wait to run are cancelled with it.
     ///
     /// ```
     /// use std::time::Duration;
