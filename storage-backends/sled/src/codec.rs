@@ -1,17 +1,21 @@
-//! Job records and checkpoints as stored values (postcard, a compact serde format).
+//! Job records, checkpoints and signals as stored values (postcard, a compact serde format).
 
 use std::time::Duration;
 
 use durable_jobs_store::{
-    Checkpoint, ClaimToken, JobId, JobRecord, JobStatus, RetryPolicy, StoreError, StoreErrorKind, Timestamp,
+    Checkpoint, ChildOf, ChildrenWait, ClaimToken, FanIn, JobId, JobRecord, JobStatus, RetryPolicy, Signal, StoreError,
+    StoreErrorKind, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::keys;
+
 /// The fields of a stored job that format 1 already had, in its order. Postcard writes a
-/// nested struct as its fields in sequence, with nothing around them, so a format-2 job
-/// ([`StoredJob`]) is these followed by its own, and a format-1 job (`upgrade.rs`) is these
-/// alone. Postcard is not self-describing: any change is a new format, with an upgrade, and a
-/// format that changes these fields must first freeze a copy of them for format 1.
+/// nested struct as its fields in sequence, with nothing around them, so a format-3 job
+/// ([`StoredJob`]) is these followed by format 2's ([`RunFields`]) and its own, a format-2 job
+/// (`upgrade.rs`) is these and format 2's, and a format-1 job is these alone. Postcard is not
+/// self-describing: any change is a new format, with an upgrade, and a format that changes
+/// these fields (or [`RunFields`]) must first freeze a copy of them for the older formats.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct JobFields {
     id: i64,
@@ -37,13 +41,48 @@ pub(crate) struct JobFields {
     updated_at: i64,
 }
 
-/// The layout of a stored job in the current format (2).
+/// The fields format 2 added, in its order: a format-2 job is [`JobFields`] followed by these
+/// (`upgrade.rs` reads it so), and a format-3 job has them in the same place.
 #[derive(Serialize, Deserialize)]
-struct StoredJob {
-    fields: JobFields,
+pub(crate) struct RunFields {
     token: u64,
     run_started: bool,
     confirm_start: bool,
+}
+
+/// The fields format 3 added, after format 2's: what a waiting job waits for besides a time,
+/// and the parent of a child job.
+#[derive(Serialize, Deserialize)]
+struct WaitFields {
+    wait_signal: Option<String>,
+    wait_children: Option<StoredChildrenWait>,
+    /// Parent id, then the parent's step index.
+    parent: Option<(i64, u32)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredChildrenWait {
+    index: u32,
+    need: u32,
+    tolerate: u32,
+    total: u32,
+    succeeded: u32,
+    failed: u32,
+}
+
+/// The layout of a stored job in the current format (3).
+#[derive(Serialize, Deserialize)]
+struct StoredJob {
+    fields: JobFields,
+    run: RunFields,
+    waits: WaitFields,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSignal {
+    name: String,
+    payload: Vec<u8>,
+    sent_at: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,18 +125,43 @@ pub(crate) fn encode_job(j: &JobRecord) -> Result<Vec<u8>, StoreError> {
         finished_at: j.finished_at.map(|t| t.0),
         updated_at: j.updated_at.0,
     };
-    let stored = StoredJob { fields, token: j.token.0, run_started: j.run_started, confirm_start: j.confirm_start };
-    postcard::to_stdvec(&stored)
+    let run = RunFields { token: j.token.0, run_started: j.run_started, confirm_start: j.confirm_start };
+    let waits = WaitFields {
+        wait_signal: j.wait_signal.clone(),
+        wait_children: j.wait_children.map(|w| StoredChildrenWait {
+            index: w.rule.index,
+            need: w.rule.need,
+            tolerate: w.rule.tolerate,
+            total: w.total,
+            succeeded: w.succeeded,
+            failed: w.failed,
+        }),
+        parent: j.parent.map(|p| (p.parent.0, p.index)),
+    };
+    postcard::to_stdvec(&StoredJob { fields, run, waits })
         .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode job: {e}")))
 }
 
 pub(crate) fn decode_job(bytes: &[u8]) -> Result<JobRecord, StoreError> {
     let s: StoredJob = postcard::from_bytes(bytes).map_err(|e| corrupt("job record", &e))?;
     let mut job = s.fields.into_record()?;
-    job.token = ClaimToken(s.token);
-    job.run_started = s.run_started;
-    job.confirm_start = s.confirm_start;
+    s.run.apply(&mut job);
+    job.wait_signal = s.waits.wait_signal;
+    job.wait_children = s.waits.wait_children.map(|w| {
+        let rule = FanIn { index: w.index, need: w.need, tolerate: w.tolerate };
+        ChildrenWait::new(rule, w.total, w.succeeded, w.failed)
+    });
+    job.parent = s.waits.parent.map(|(parent, index)| ChildOf { parent: JobId(parent), index });
     Ok(job)
+}
+
+impl RunFields {
+    /// Sets these fields of `job`.
+    pub(crate) fn apply(self, job: &mut JobRecord) {
+        job.token = ClaimToken(self.token);
+        job.run_started = self.run_started;
+        job.confirm_start = self.confirm_start;
+    }
 }
 
 impl JobFields {
@@ -154,26 +218,65 @@ pub(crate) fn checkpoint(index: u32, name: String, ok: bool, value: Vec<u8>, ret
     }
 }
 
+pub(crate) fn encode_signal(s: &Signal) -> Result<Vec<u8>, StoreError> {
+    let stored = StoredSignal { name: s.name.clone(), payload: s.payload.clone(), sent_at: s.sent_at.0 };
+    postcard::to_stdvec(&stored)
+        .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode signal: {e}")))
+}
+
+/// The signal stored under `key` (job and id) as `bytes`.
+pub(crate) fn decode_signal(key: &[u8], bytes: &[u8]) -> Result<Signal, StoreError> {
+    let Some((job, id)) = keys::signal_from(key) else {
+        return Err(StoreError::new(StoreErrorKind::Corrupt, "sled: unreadable signal key"));
+    };
+    let s: StoredSignal = postcard::from_bytes(bytes).map_err(|e| corrupt("signal", &e))?;
+    Ok(Signal::new(id, job, s.name, s.payload, Timestamp(s.sent_at)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A format-2 job is the format-1 fields followed by format 2's own: what `upgrade.rs`
-    /// relies on to read format 1 with the same struct.
+    /// Format 3's fields as plain values: wait signal, fan-in (index, need, tolerate, total,
+    /// succeeded, failed), parent (id, index).
+    type Waits = (Option<String>, Option<(u32, u32, u32, u32, u32, u32)>, Option<(i64, u32)>);
+
+    /// A format-3 job is the format-1 fields, then format 2's, then format 3's own: what
+    /// `upgrade.rs` relies on to read formats 1 and 2 with the same structs.
     #[test]
-    fn a_stored_job_starts_with_the_format_1_fields() {
+    fn a_stored_job_starts_with_the_format_1_then_the_format_2_fields() {
         let mut job = JobRecord::new(JobId(7), "q", "n", b"{}".to_vec(), Timestamp(5));
-        job.status = JobStatus::Running;
+        job.status = JobStatus::Waiting;
         job.wake_at = Some(Timestamp(9));
         job.token = ClaimToken(3);
         job.run_started = true;
+        job.wait_signal = Some("go".to_owned());
+        job.wait_children = Some(ChildrenWait::new(FanIn { index: 2, need: 3, tolerate: 1 }, 4, 1, 0));
+        job.parent = Some(ChildOf { parent: JobId(1), index: 6 });
         let bytes = encode_job(&job).unwrap();
         let (fields, rest): (JobFields, _) = postcard::take_from_bytes(&bytes).unwrap();
-        let (token, run_started, confirm_start): (u64, bool, bool) = postcard::from_bytes(rest).unwrap();
+        let (run, rest): (RunFields, _) = postcard::take_from_bytes(rest).unwrap();
+        let (token, run_started, confirm_start) = (run.token, run.run_started, run.confirm_start);
         assert_eq!((token, run_started, confirm_start), (3, true, false));
+        let waits: Waits = postcard::from_bytes(rest).unwrap();
+        assert_eq!(waits, (Some("go".to_owned()), Some((2, 3, 1, 4, 1, 0)), Some((1, 6))));
         let mut v1 = job.clone();
         (v1.token, v1.run_started) = (ClaimToken::default(), false);
-        assert_eq!(fields.into_record().unwrap(), v1);
+        (v1.wait_signal, v1.wait_children, v1.parent) = (None, None, None);
+        let v1_record = fields.into_record().unwrap();
+        assert_eq!(v1_record, v1);
+        let mut v2 = v1_record;
+        run.apply(&mut v2);
+        (v1.token, v1.run_started) = (job.token, job.run_started);
+        assert_eq!(v2, v1);
         assert_eq!(decode_job(&bytes).unwrap(), job);
+    }
+
+    #[test]
+    fn a_signal_is_read_back_with_its_key() {
+        let signal = Signal::new(durable_jobs_store::SignalId(4), JobId(2), "go", b"[1]".to_vec(), Timestamp(-3));
+        let bytes = encode_signal(&signal).unwrap();
+        assert_eq!(decode_signal(&keys::signal(JobId(2), signal.id), &bytes).unwrap(), signal);
+        assert_eq!(decode_signal(&[0; 3], &bytes).unwrap_err().kind(), StoreErrorKind::Corrupt);
     }
 }

@@ -1,6 +1,6 @@
 //! Byte keys whose lexicographic order is the order the store scans in.
 
-use durable_jobs_store::{JobId, Timestamp};
+use durable_jobs_store::{ChildOf, JobId, SignalId, Timestamp};
 
 /// A job id as 8 big-endian bytes (ids are positive).
 pub(crate) fn id(id: JobId) -> [u8; 8] {
@@ -10,6 +10,11 @@ pub(crate) fn id(id: JobId) -> [u8; 8] {
 /// The id at the end of a key.
 pub(crate) fn id_from(bytes: &[u8]) -> Option<JobId> {
     Some(JobId(i64::from_be_bytes(bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?)))
+}
+
+/// A counter stored as 8 big-endian bytes.
+pub(crate) fn counter_from(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// An `i64` whose big-endian bytes sort like the number.
@@ -121,6 +126,35 @@ pub(crate) fn checkpoint(job: JobId, index: u32) -> [u8; 12] {
     k
 }
 
+/// The prefix of the children of `parent`'s step `index` in the children index.
+pub(crate) fn children_prefix(link: ChildOf) -> [u8; 12] {
+    checkpoint(link.parent, link.index)
+}
+
+/// An entry of the children index: parent, the parent's step index, child. A prefix scan by
+/// parent id finds every child of a job; one by [`children_prefix`], those of one step.
+pub(crate) fn child(link: ChildOf, child: JobId) -> [u8; 20] {
+    let mut k = [0; 20];
+    k[..12].copy_from_slice(&children_prefix(link));
+    k[12..].copy_from_slice(&id(child));
+    k
+}
+
+/// A signal: job, then signal id (ids are positive), so that a job's signals sort oldest first.
+pub(crate) fn signal(job: JobId, signal: SignalId) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&id(job));
+    k[8..].copy_from_slice(&signal.0.to_be_bytes());
+    k
+}
+
+/// The job and signal id of a signal key.
+pub(crate) fn signal_from(key: &[u8]) -> Option<(JobId, SignalId)> {
+    let job = i64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let signal = i64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    (key.len() == 16).then_some((JobId(job), SignalId(signal)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +181,20 @@ mod tests {
         assert_eq!(queue_timed_at(&queue_timed("q", Timestamp(-7), JobId(3)), q), Some(Timestamp(-7)));
         assert!(queue_timed("q", Timestamp(10), JobId(i64::MAX)) < queue_timed_upper("q", Timestamp(10)));
         assert!(queue_timed("q", Timestamp(11), JobId(0)) >= queue_timed_upper("q", Timestamp(10)));
+    }
+
+    #[test]
+    fn children_and_signals_sort_by_owner_then_order() {
+        let link = |p, i| ChildOf { parent: JobId(p), index: i };
+        let mut keys = [child(link(2, 0), JobId(9)), child(link(1, 3), JobId(4)), child(link(1, 0), JobId(7))];
+        keys.sort_unstable();
+        let order: Vec<i64> = keys.iter().map(|k| id_from(k).unwrap().0).collect();
+        assert_eq!(order, [7, 4, 9]);
+        assert!(child(link(1, 3), JobId(4)).starts_with(&children_prefix(link(1, 3))));
+        assert!(child(link(1, 3), JobId(4)).starts_with(&id(JobId(1))));
+        assert!(signal(JobId(1), SignalId(2)) < signal(JobId(1), SignalId(10)));
+        assert!(signal(JobId(1), SignalId(i64::MAX)) < signal(JobId(2), SignalId(1)));
+        assert_eq!(signal_from(&signal(JobId(3), SignalId(5))), Some((JobId(3), SignalId(5))));
+        assert_eq!(signal_from(&[0; 15]), None);
     }
 }

@@ -1,5 +1,5 @@
-//! The sled store for [durable-jobs](https://docs.rs/durable-jobs): jobs, indexes and
-//! checkpoints as trees of an embedded [sled](https://docs.rs/sled/0.34) 0.34 database.
+//! The sled store for [durable-jobs](https://docs.rs/durable-jobs): jobs, indexes, checkpoints
+//! and signals as trees of an embedded [sled](https://docs.rs/sled/0.34) 0.34 database.
 //!
 //! ```
 //! use durable_jobs_sled::SledStore;
@@ -17,8 +17,10 @@
 //!
 //! # Guarantees
 //!
-//! - **Atomic**: every store call is one sled transaction over all trees (job, indexes,
-//!   checkpoints): it happens entirely or not at all, also across a crash.
+//! - **Atomic**: every store call is one sled transaction over all trees (jobs, indexes,
+//!   checkpoints, signals): it happens entirely or not at all, also across a crash. A
+//!   suspension inserts its children, and a cancel reaches every descendant, in that one
+//!   transaction.
 //! - **Process crash**: a write is acknowledged only after sled's `flush()`; concurrent writers
 //!   share flushes (group commit). Nothing acknowledged is lost when the process dies.
 //! - **Power loss**: on Linux sled's `flush()` writes to the OS but does not flush the device
@@ -41,12 +43,12 @@
 //!
 //! # When `open` refuses a damaged directory
 //!
-//! [`salvage`] copies every job and checkpoint that sled can still read into a new store and
-//! never writes to the damaged directory. It tries the log as it is, then with the writes it
-//! cannot read dropped (each damaged stretch skipped, or the log cut at the first, as a crash
-//! there would have), and keeps the attempt that reads cleanly and recovers the most jobs;
-//! records come out as they were stored, indexes rebuilt, and new ids stay above every old
-//! one. (A partial `snap.*.generating`, which a crash while sled writes a snapshot leaves
+//! [`salvage`] copies every job, checkpoint and signal that sled can still read into a new
+//! store and never writes to the damaged directory. It tries the log as it is, then with the
+//! writes it cannot read dropped (each damaged stretch skipped, or the log cut at the first, as
+//! a crash there would have), and keeps the attempt that reads cleanly and recovers the most
+//! jobs; records come out as they were stored, indexes rebuilt (children stay linked to their
+//! parents), and new ids stay above every old one. (A partial `snap.*.generating`, which a crash while sled writes a snapshot leaves
 //! behind and plain sled refuses, needs no salvage: `open` removes it.) What it cannot bring back: writes that
 //! never reached the disk, and a log whose lost writes had let sled reuse space that older
 //! data was still read from (then it fails with `Corrupt`; restore a backup). In tests that
@@ -96,6 +98,7 @@ mod salvage;
 mod store;
 mod tx;
 mod upgrade;
+mod waits;
 
 pub use options::SledOptions;
 pub use salvage::{salvage, salvage_with, SalvageReport};

@@ -12,17 +12,8 @@ use std::time::{Duration, Instant};
 use durable_jobs_store::{StoreError, StoreErrorKind};
 
 use crate::error::store_error;
-use crate::tx::{FORMAT, FORMAT_1, FORMAT_KEY, MAX_ID_KEY};
+use crate::tx::{Format, FORMAT, FORMAT_KEY, MAX_ID_KEY};
 use crate::{keys, SledOptions};
-
-/// What [`open`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Opened {
-    /// A new database, or one in the current format.
-    Current,
-    /// A database in format 1, to be upgraded.
-    Format1,
-}
 
 /// Beside the database: the highest job id at the last clean close (8 bytes, big-endian).
 pub(crate) const MARK_FILE: &str = "durable-jobs.mark";
@@ -64,8 +55,9 @@ enum Found {
     Database,
 }
 
-/// Opens (creating if needed) the database in `path` and checks its format marker.
-pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Opened), StoreError> {
+/// Opens (creating if needed) the database in `path` and checks its format marker: the format
+/// it is in ([`Format::Current`] for a new one).
+pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Format), StoreError> {
     let found = inspect(path)?;
     if matches!(found, Found::Nothing) {
         create_private_dir(path)?;
@@ -83,22 +75,23 @@ pub(crate) fn open(path: &Path, options: &SledOptions) -> Result<(sled::Db, Open
         check_mark(path, &db)?;
     }
     match db.open_tree("meta").and_then(|m| m.get(FORMAT_KEY)).map_err(|e| store_error("read format marker", e))? {
-        Some(v) if v == FORMAT => Ok((db, Opened::Current)),
-        Some(v) if v == FORMAT_1 => Ok((db, Opened::Format1)),
-        Some(v) => Err(StoreError::new(
-            StoreErrorKind::IncompatibleSchema,
-            format!(
-                "sled: {} has format {:?}; this version reads {:?}",
-                path.display(),
-                String::from_utf8_lossy(&v),
-                String::from_utf8_lossy(FORMAT)
-            ),
-        )),
+        Some(v) => match Format::of(&v) {
+            Some(format) => Ok((db, format)),
+            None => Err(StoreError::new(
+                StoreErrorKind::IncompatibleSchema,
+                format!(
+                    "sled: {} has format {:?}; this version reads {:?} and older",
+                    path.display(),
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(FORMAT)
+                ),
+            )),
+        },
         None if matches!(found, Found::Nothing) => {
             let meta = db.open_tree("meta").map_err(|e| store_error("create meta tree", e))?;
             meta.insert(FORMAT_KEY, FORMAT).map_err(|e| store_error("write format marker", e))?;
             db.flush().map_err(|e| store_error("flush", e))?;
-            Ok((db, Opened::Current))
+            Ok((db, Format::Current))
         }
         None => Err(not_ours(path)),
     }

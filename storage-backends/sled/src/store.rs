@@ -1,4 +1,4 @@
-//! `SledStore`: jobs, indexes and checkpoints as sled trees, written in multi-tree
+//! `SledStore`: jobs, indexes, checkpoints and signals as sled trees, written in multi-tree
 //! transactions and acknowledged after a shared flush.
 
 use std::cmp::Reverse;
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, StatusCounter, Store, StoreError, Timestamp, Write,
-    WriteOp, WriteOutcome,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, StatusCounter, Store,
+    StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use sled::transaction::Transactional;
@@ -17,7 +17,6 @@ use sled::Tree;
 
 use crate::error::{store_error, transaction_error};
 use crate::flush::GroupFlush;
-use crate::open::Opened;
 use crate::tx::{Tx, TxError, MAX_ID_KEY};
 use crate::{codec, keys, open, upgrade, SledOptions};
 
@@ -57,6 +56,8 @@ pub(crate) struct Trees {
     unique: Tree,
     keys: Tree,
     pub(crate) checkpoints: Tree,
+    pub(crate) children: Tree,
+    pub(crate) signals: Tree,
     meta: Tree,
 }
 
@@ -91,7 +92,7 @@ impl SledStore {
     /// As [`SledStore::open`].
     pub fn open_with(path: impl AsRef<Path>, options: SledOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let (db, opened) = open::open(&path, &options)?;
+        let (db, format) = open::open(&path, &options)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| store_error("open tree", e));
         let trees = Trees {
             jobs: tree("jobs")?,
@@ -102,13 +103,13 @@ impl SledStore {
             unique: tree("unique")?,
             keys: tree("keys")?,
             checkpoints: tree("checkpoints")?,
+            children: tree("children")?,
+            signals: tree("signals")?,
             meta: tree("meta")?,
         };
         let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
         let store = SledStore { path, identity, db, trees, write_lock: Mutex::new(()), flush: GroupFlush::default() };
-        if opened == Opened::Format1 {
-            upgrade::from_v1(&store, Timestamp::now())?;
-        }
+        upgrade::upgrade(&store, format, Timestamp::now())?;
         Ok(store)
     }
 
@@ -142,11 +143,30 @@ impl SledStore {
     /// One transaction over every tree; the caller holds the write lock.
     fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
         let t = &self.trees;
-        let all = (&t.jobs, &t.ready, &t.due, &t.lease, &t.wake, &t.unique, &t.keys, &t.checkpoints, &t.meta);
-        all.transaction(|(jobs, ready, due, lease, wake, unique, keys, checkpoints, meta)| {
-            f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, meta })
+        let all = (
+            &t.jobs,
+            &t.ready,
+            &t.due,
+            &t.lease,
+            &t.wake,
+            &t.unique,
+            &t.keys,
+            &t.checkpoints,
+            &t.children,
+            &t.signals,
+            &t.meta,
+        );
+        all.transaction(|(jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, meta)| {
+            f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, meta })
         })
         .map_err(|e| transaction_error(what, e))
+    }
+
+    /// A new job id (from sled's id counter, which never hands out an id twice); the caller
+    /// holds the write lock and inserts the job, so that ids follow insertion order.
+    pub(crate) fn new_id(&self) -> Result<JobId, StoreError> {
+        let id = self.db.generate_id().map_err(|e| store_error("generate id", e))?;
+        Ok(JobId(id.cast_signed().saturating_add(1)))
     }
 
     /// The live job holding `key`, read outside a transaction.
@@ -278,8 +298,7 @@ impl Store for SledStore {
                         continue;
                     }
                 }
-                let id = s.db.generate_id().map_err(|e| store_error("generate id", e))?;
-                let id = JobId(id.cast_signed().saturating_add(1));
+                let id = s.new_id()?;
                 if let Some(key) = new.unique_key.as_deref() {
                     keys_taken.push((key, id));
                 }
@@ -343,22 +362,9 @@ impl Store for SledStore {
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.write("commit", |tx| {
-            let mut out = Vec::with_capacity(writes.len());
-            for write in writes {
-                let Some(old) = tx.fenced(write.claim, worker)? else {
-                    out.push(WriteOutcome::LeaseLost);
-                    continue;
-                };
-                let mut job = old.clone();
-                transition::apply(&mut job, &write.op, now);
-                tx.save(Some(&old), &job)?;
-                if let WriteOp::Checkpoint(checkpoint) = &write.op {
-                    tx.put_checkpoint(write.claim.job, checkpoint)?;
-                }
-                out.push(WriteOutcome::Applied);
-            }
-            Ok(out)
+        self.locked(|s| {
+            let plan = s.plan_commit(worker, writes)?;
+            s.transact("commit", |tx| tx.commit(worker, now, writes, &plan))
         })
     }
 
@@ -413,6 +419,7 @@ impl Store for SledStore {
                     };
                     outcome.push(id);
                     tx.save(Some(&old), &job)?;
+                    tx.count_if_child(&job, req.now)?;
                 }
                 Ok(out)
             })
@@ -420,15 +427,9 @@ impl Store for SledStore {
     }
 
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
-        self.write("cancel", |tx| {
-            let Some(old) = tx.job(job)? else { return Ok(CancelOutcome::NotFound) };
-            let outcome = transition::cancel_outcome(old.status);
-            if outcome == CancelOutcome::Cancelled {
-                let mut record = old.clone();
-                transition::cancel(&mut record, now);
-                tx.save(Some(&old), &record)?;
-            }
-            Ok(outcome)
+        self.locked(|s| {
+            let descendants = s.descendants_to_cancel(job)?;
+            s.transact("cancel", |tx| tx.cancel(job, &descendants, now))
         })
     }
 
@@ -448,6 +449,14 @@ impl Store for SledStore {
             tx.save(Some(&old), &record)?;
             Ok(RequeueOutcome::Requeued)
         })
+    }
+
+    fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
+        self.write("signal", |tx| tx.signal(job, name, payload, now))
+    }
+
+    fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {
+        self.signals_of(job)
     }
 
     fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
@@ -471,6 +480,9 @@ impl Store for SledStore {
     }
 
     fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        if let Some(parent) = filter.parent {
+            return self.list_children(parent, filter);
+        }
         let from = filter.after.map_or(0, |a| a.0.saturating_add(1)).max(0);
         let mut out = Vec::new();
         let mut skipped = 0;

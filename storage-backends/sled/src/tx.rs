@@ -9,10 +9,39 @@ use crate::{codec, keys};
 pub(crate) const MAX_ID_KEY: &[u8] = b"max_id";
 /// The meta-tree key naming the layout of the other trees.
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
-/// The layout this version reads and writes.
-pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/2";
+/// The meta-tree key of the highest signal id ever assigned (absent before the first signal).
+pub(crate) const MAX_SIGNAL_KEY: &[u8] = b"max_signal";
+/// The layout this version reads and writes: format 2 with signals, children and the job
+/// fields for them.
+pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/3";
+/// The layout before signals and children (no `signals` or `children` trees, shorter job
+/// records), upgraded on open.
+pub(crate) const FORMAT_2: &[u8] = b"durable-jobs-sled/2";
 /// The first layout (one claim index per queue; no claim tokens), upgraded on open.
 pub(crate) const FORMAT_1: &[u8] = b"durable-jobs-sled/1";
+
+/// A layout this version reads, by its format marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// [`FORMAT_1`], upgraded on open.
+    V1,
+    /// [`FORMAT_2`], upgraded on open.
+    V2,
+    /// [`FORMAT`].
+    Current,
+}
+
+impl Format {
+    /// The format a meta tree's marker names, if this version reads it.
+    pub(crate) fn of(marker: &[u8]) -> Option<Format> {
+        match marker {
+            m if m == FORMAT => Some(Format::Current),
+            m if m == FORMAT_2 => Some(Format::V2),
+            m if m == FORMAT_1 => Some(Format::V1),
+            _ => None,
+        }
+    }
+}
 
 /// An error inside a transaction closure.
 pub(crate) type TxError = ConflictableTransactionError<StoreError>;
@@ -33,10 +62,14 @@ pub(crate) struct Tx<'a> {
     /// Every job with a unique key, by key and id → its creation time (for unique windows).
     pub(crate) keys: &'a TransactionalTree,
     pub(crate) checkpoints: &'a TransactionalTree,
+    /// Child jobs by parent, the parent's step index and id (see [`keys::child`]).
+    pub(crate) children: &'a TransactionalTree,
+    /// Pending signals by job and signal id.
+    pub(crate) signals: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
 }
 
-fn abort(e: StoreError) -> TxError {
+pub(crate) fn abort(e: StoreError) -> TxError {
     ConflictableTransactionError::Abort(e)
 }
 
@@ -66,6 +99,16 @@ impl Tx<'_> {
                 if let Some(key) = &new.unique_key {
                     self.keys.insert(keys::unique_key(key, new.id), &keys::time_value(new.created_at))?;
                 }
+            }
+        }
+        // A job's parent is set when it is inserted and never changes.
+        let old_parent = old.and_then(|o| o.parent);
+        if old_parent != new.parent {
+            if let Some(link) = old_parent {
+                self.children.remove(&keys::child(link, new.id))?;
+            }
+            if let Some(link) = new.parent {
+                self.children.insert(&keys::child(link, new.id), &[])?;
             }
         }
         self.index(new)?;

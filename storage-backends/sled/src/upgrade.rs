@@ -1,12 +1,18 @@
 //! Upgrading a database written in an older format, in one transaction (all or nothing).
+//!
+//! Format 1 → 3 goes through format 2's record: format 1's fields are read into a record with
+//! format 2's fields at their upgrade values (scheduled status, no claim token), and format 3's
+//! at their defaults (no wait besides a time, no parent), which is what 1 → 2 then 2 → 3 gives.
+//! Format 2 → 3 rewrites every job record with format 3's fields at their defaults: a format-2
+//! database has no signals and no child jobs, so the new trees start empty.
 
 use durable_jobs_store::{transition, Checkpoint, JobRecord, JobStatus, StoreError, Timestamp};
 use serde::Deserialize;
 
-use crate::codec;
+use crate::codec::{self, JobFields, RunFields};
 use crate::error::store_error;
 use crate::store::SledStore;
-use crate::tx::TxError;
+use crate::tx::{Format, TxError};
 
 /// A checkpoint as format 1 stored it.
 #[derive(Deserialize)]
@@ -16,14 +22,38 @@ struct CheckpointV1 {
     value: Vec<u8>,
 }
 
+/// A job as format 2 stored it: format 1's fields, then its own.
+#[derive(Deserialize)]
+struct JobV2 {
+    fields: JobFields,
+    run: RunFields,
+}
+
 /// A format-1 job record in the current shape; a pending job due after `now` becomes scheduled.
 pub(crate) fn decode_job_v1(bytes: &[u8], now: Timestamp) -> Result<JobRecord, StoreError> {
-    let old: codec::JobFields = postcard::from_bytes(bytes).map_err(|e| codec::corrupt("format 1 job", &e))?;
+    let old: JobFields = postcard::from_bytes(bytes).map_err(|e| codec::corrupt("format 1 job", &e))?;
     let mut job = old.into_record()?;
     if job.status == JobStatus::Pending {
         job.status = transition::initial_status(job.run_at, now);
     }
     Ok(job)
+}
+
+/// A format-2 job record in the current shape.
+pub(crate) fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, StoreError> {
+    let old: JobV2 = postcard::from_bytes(bytes).map_err(|e| codec::corrupt("format 2 job", &e))?;
+    let mut job = old.fields.into_record()?;
+    old.run.apply(&mut job);
+    Ok(job)
+}
+
+/// A job record stored in `format`, in the current shape (`now` decides format 1's statuses).
+pub(crate) fn decode_job(format: Format, bytes: &[u8], now: Timestamp) -> Result<JobRecord, StoreError> {
+    match format {
+        Format::V1 => decode_job_v1(bytes, now),
+        Format::V2 => decode_job_v2(bytes),
+        Format::Current => codec::decode_job(bytes),
+    }
 }
 
 /// A format-1 checkpoint in the current shape.
@@ -32,14 +62,27 @@ pub(crate) fn decode_checkpoint_v1(index: u32, bytes: &[u8]) -> Result<Checkpoin
     Ok(codec::checkpoint(index, old.name, old.ok, old.value, false))
 }
 
+/// A checkpoint stored in `format` (formats 2 and 3 store them alike).
+pub(crate) fn decode_checkpoint(format: Format, index: u32, bytes: &[u8]) -> Result<Checkpoint, StoreError> {
+    match format {
+        Format::V1 => decode_checkpoint_v1(index, bytes),
+        Format::V2 | Format::Current => codec::decode_checkpoint(index, bytes),
+    }
+}
+
+/// Brings a database opened in `format` to the current format.
+pub(crate) fn upgrade(store: &SledStore, format: Format, now: Timestamp) -> Result<(), StoreError> {
+    match format {
+        Format::V1 => from_v1(store, now),
+        Format::V2 => from_v2(store),
+        Format::Current => Ok(()),
+    }
+}
+
 /// Rewrites every job and checkpoint of a format-1 database in the current format and builds
 /// the current indexes. Format 1's own claim index is left behind in its old tree, unread.
-pub(crate) fn from_v1(store: &SledStore, now: Timestamp) -> Result<(), StoreError> {
-    let mut jobs = Vec::new();
-    for entry in &store.trees().jobs {
-        let (_, bytes) = entry.map_err(|e| store_error("read jobs to upgrade", e))?;
-        jobs.push(decode_job_v1(&bytes, now)?);
-    }
+fn from_v1(store: &SledStore, now: Timestamp) -> Result<(), StoreError> {
+    let jobs = read_jobs(store, Format::V1, now)?;
     let mut checkpoints = Vec::new();
     for entry in &store.trees().checkpoints {
         let (key, bytes) = entry.map_err(|e| store_error("read checkpoints to upgrade", e))?;
@@ -57,4 +100,26 @@ pub(crate) fn from_v1(store: &SledStore, now: Timestamp) -> Result<(), StoreErro
         }
         tx.set_format().map_err(TxError::from)
     })
+}
+
+/// Rewrites every job record of a format-2 database in the current format. Its indexes and
+/// checkpoints are already in the current layout (saving a record again writes the same index
+/// entries).
+fn from_v2(store: &SledStore) -> Result<(), StoreError> {
+    let jobs = read_jobs(store, Format::V2, Timestamp::now())?;
+    store.write("upgrade format 2", |tx| {
+        for job in &jobs {
+            tx.save(None, job)?;
+        }
+        tx.set_format().map_err(TxError::from)
+    })
+}
+
+fn read_jobs(store: &SledStore, format: Format, now: Timestamp) -> Result<Vec<JobRecord>, StoreError> {
+    let mut jobs = Vec::new();
+    for entry in &store.trees().jobs {
+        let (_, bytes) = entry.map_err(|e| store_error("read jobs to upgrade", e))?;
+        jobs.push(decode_job(format, &bytes, now)?);
+    }
+    Ok(jobs)
 }
