@@ -15,11 +15,12 @@ mod write;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use durable_jobs_store::{JobId, StoreError, StoreErrorKind};
+use durable_jobs_store::{JobId, SignalId, StoreError, StoreErrorKind};
 
 use self::log::Repair;
 use self::read::{Event, Tree};
 use self::write::Writer;
+use crate::tx::Format;
 use crate::{keys, open, SledOptions};
 
 /// What [`salvage`] recovered.
@@ -30,9 +31,11 @@ pub struct SalvageReport {
     pub jobs: usize,
     /// Checkpoints written to the new store.
     pub checkpoints: usize,
-    /// Entries sled returned that did not decode as a job or checkpoint (left out).
+    /// Pending signals written to the new store.
+    pub signals: usize,
+    /// Entries sled returned that did not decode as a job, checkpoint or signal (left out).
     pub unreadable: usize,
-    /// Trees (of jobs and checkpoints) that sled could read only up to a damaged part; what
+    /// Trees (of jobs, checkpoints and signals) that sled could read only up to a damaged part; what
     /// followed in them is lost.
     pub broken_trees: usize,
     /// The highest job id recovered.
@@ -48,7 +51,7 @@ pub struct SalvageReport {
 
 impl fmt::Display for SalvageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "salvaged {} jobs and {} checkpoints", self.jobs, self.checkpoints)?;
+        write!(f, "salvaged {} jobs, {} checkpoints and {} signals", self.jobs, self.checkpoints, self.signals)?;
         if let Some(id) = self.max_job_id {
             write!(f, " (highest job id {id})")?;
         }
@@ -60,15 +63,16 @@ impl fmt::Display for SalvageReport {
     }
 }
 
-/// Copies every job and checkpoint sled can still read from the sled directory `damaged`
-/// into a new store at `into`, with default [`SledOptions`].
+/// Copies every job, checkpoint and pending signal sled can still read from the sled directory
+/// `damaged` into a new store at `into`, with default [`SledOptions`].
 ///
 /// For a directory that [`SledStore::open`](crate::SledStore::open) refuses as
 /// [`Corrupt`](StoreErrorKind::Corrupt), typically after a power loss (see the crate docs).
 /// `damaged` is never written to: sled runs on copies made beside `into`. Records are
-/// written as they were, with every index rebuilt: a job that was running keeps its lease and
-/// is recovered by the reaper like after any crash. The new store hands out ids above every
-/// id the damaged one recorded, so an id is never reused.
+/// written as they were, with every index rebuilt (child jobs stay linked to their parents): a
+/// job that was running keeps its lease and is recovered by the reaper like after any crash.
+/// The new store hands out job and signal ids above every id the damaged one recorded, so an
+/// id is never reused. A database in an older format comes out in the current one.
 ///
 /// # Errors
 ///
@@ -148,7 +152,7 @@ pub fn salvage_with(
         ));
     };
     let w = &best.writer;
-    if !best.ours && w.written_jobs + w.written_checkpoints == 0 {
+    if !best.ours && w.written_jobs + w.written_checkpoints + w.written_signals == 0 {
         return Err(StoreError::new(
             StoreErrorKind::Corrupt,
             format!("sled: {} holds no durable-jobs data that sled can read", damaged.display()),
@@ -158,6 +162,7 @@ pub fn salvage_with(
     let report = SalvageReport {
         jobs: w.written_jobs,
         checkpoints: w.written_checkpoints,
+        signals: w.written_signals,
         unreadable: w.unreadable,
         broken_trees: best.broken,
         max_job_id: w.max_id,
@@ -166,8 +171,9 @@ pub fn salvage_with(
     };
     // Ids handed out before the damage stay taken, whether or not their jobs survived.
     let floor = w.max_id.max(best.stored_max_id).max(mark);
+    let signal_floor = w.max_signal.max(best.stored_max_signal);
     let Attempt { staging, writer, .. } = best;
-    let sealed = writer.seal(floor, options)?;
+    let sealed = writer.seal(floor, signal_floor, options)?;
     if into.exists() {
         std::fs::remove_dir(into).map_err(|e| io_error(&format!("replace empty {}", into.display()), e))?;
     }
@@ -208,6 +214,8 @@ struct Attempt {
     ours: bool,
     /// The highest id the meta tree recorded.
     stored_max_id: Option<JobId>,
+    /// The highest signal id the meta tree recorded.
+    stored_max_signal: Option<SignalId>,
     broken: usize,
     /// Every tree was read to its end.
     complete: bool,
@@ -221,8 +229,9 @@ impl Attempt {
     }
 
     /// Clean reads first, then the most records.
-    fn score(&self) -> (bool, usize, usize) {
-        (self.clean(), self.writer.written_jobs, self.writer.written_checkpoints)
+    fn score(&self) -> (bool, usize, usize, usize) {
+        let w = &self.writer;
+        (self.clean(), w.written_jobs, w.written_checkpoints, w.written_signals)
     }
 }
 
@@ -256,6 +265,7 @@ fn attempt(
         repaired: repair.is_some(),
         ours: false,
         stored_max_id: None,
+        stored_max_signal: None,
         broken: 0,
         complete: false,
     };
@@ -263,12 +273,13 @@ fn attempt(
     let mut opened = false;
     loop {
         match reader.next() {
-            Event::Opened { ours, format_1, max_id } => {
-                (opened, a.ours, a.stored_max_id) = (true, ours, max_id);
-                a.writer.format_1 = format_1;
+            Event::Opened { format, max_id, max_signal } => {
+                (opened, a.ours, a.stored_max_id, a.stored_max_signal) = (true, format.is_some(), max_id, max_signal);
+                a.writer.format = format.unwrap_or(Format::Current);
             }
             Event::Entry(Tree::Jobs, key, value) => a.writer.job(&key, &value)?,
             Event::Entry(Tree::Checkpoints, key, value) => a.writer.checkpoint(&key, &value)?,
+            Event::Entry(Tree::Signals, key, value) => a.writer.signal(&key, &value)?,
             Event::Broken => a.broken += 1,
             Event::Done => {
                 a.complete = true;

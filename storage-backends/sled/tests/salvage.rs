@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{snapshot, Files};
+use common::{fixture_copy, snapshot, Files};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,8 @@ use std::time::Duration;
 use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledStore};
 use durable_jobs_store::conformance::{at, claim_ids, claim_runs, insert, job, T0};
 use durable_jobs_store::{
-    Checkpoint, ClaimRequest, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Store,
-    StoreErrorKind, Write,
+    CancelOutcome, Checkpoint, ClaimRequest, Enqueued, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob,
+    ReclaimRequest, SignalId, SignalOutcome, Store, StoreErrorKind, Write,
 };
 
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -79,7 +79,8 @@ fn all_checkpoints(store: &SledStore, jobs: &[JobRecord]) -> BTreeMap<JobId, Vec
 /// Every entry of every tree, read with sled itself.
 fn trees(path: &Path) -> BTreeMap<String, Entries> {
     let db = sled::open(path).unwrap();
-    let names = ["jobs", "ready", "due", "lease", "wake", "unique", "keys", "checkpoints", "meta"];
+    let names =
+        ["jobs", "ready", "due", "lease", "wake", "unique", "keys", "checkpoints", "children", "signals", "meta"];
     names
         .iter()
         .map(|&n| {
@@ -268,6 +269,70 @@ fn salvaging_a_healthy_store_copies_everything_exactly() {
     assert_eq!(all_checkpoints(&store, &jobs), checkpoints);
     assert_eq!(jobs[..9].iter().map(|j| j.id).collect::<Vec<_>>(), ids);
     assert_indexes_work(&store, &jobs[..9], 309);
+}
+
+/// Pending signals are copied as they were, the signal counter too (a consumed signal's id is
+/// not handed out again), and child jobs stay linked to their parents: fan-ins and cancels
+/// reach them in the new store.
+#[test]
+fn salvage_keeps_signals_and_child_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs");
+    let store = SledStore::open(&path).unwrap();
+    let ids = insert(&store, &[job("a"), job("b")]);
+    let runs = claim_runs(&store, "w", 2, T0);
+    for (name, payload) in [("x", "1"), ("y", "2"), ("x", "3")] {
+        assert!(matches!(store.signal(ids[1], name, payload.as_bytes(), at(1)).unwrap(), SignalOutcome::Sent { .. }));
+    }
+    let writes = [
+        Write::wait_children(runs[0], FanIn { index: 1, need: 2, tolerate: 0 }, vec![job("c"), job("c")]),
+        Write::receive(runs[1], SignalId(3), Checkpoint::value(0, "@signal:x", b"3".to_vec())),
+    ];
+    store.commit("w", at(2), &writes).unwrap();
+    let kids: Vec<JobId> = store.list(&JobFilter::new().parent(ids[0])).unwrap().iter().map(|j| j.id).collect();
+    let grandchild = insert(&store, &[job("d").parent(kids[1], 0)])[0];
+    let jobs = all_jobs(&store);
+
+    drop(store);
+    let original = trees(&path);
+    assert_eq!(original["children"].len(), 3);
+    assert_eq!(original["signals"].len(), 2);
+
+    let into = dir.path().join("copy");
+    let report = salvage(&path, &into).unwrap();
+    assert_eq!((report.jobs, report.checkpoints, report.signals, report.unreadable), (5, 1, 2, 0));
+    assert!(trees(&into) == original, "the trees differ");
+    let store = SledStore::open(&into).unwrap();
+    assert!(all_jobs(&store) == jobs);
+    let signals = store.signals(ids[1]).unwrap();
+    assert_eq!(signals.iter().map(|s| (s.id.0, s.name.as_str())).collect::<Vec<_>>(), [(1, "x"), (2, "y")]);
+    assert_eq!(store.signal(ids[1], "y", b"4", at(3)).unwrap(), SignalOutcome::Sent { id: SignalId(4), woke: false });
+    assert_eq!(store.list(&JobFilter::new().parent(kids[1])).unwrap()[0].id, grandchild);
+    assert_eq!(store.cancel(kids[1], at(4)).unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.get(grandchild).unwrap().unwrap().status, JobStatus::Cancelled, "the cancel reached it");
+    let parent = store.get(ids[0]).unwrap().unwrap();
+    assert_eq!((parent.status, parent.updated_at), (JobStatus::Pending, at(4)), "the failed child decided the fan-in");
+}
+
+/// A database in an older format is salvaged into the current one, with the records its
+/// upgrade would give.
+#[test]
+fn older_formats_are_salvaged_as_their_upgrade_reads_them() {
+    for (name, checkpoints) in [("format-1", 4), ("format-2", 5)] {
+        let dir = tempfile::tempdir().unwrap();
+        let upgraded = SledStore::open(fixture_copy(name, &dir.path().join("upgraded"))).unwrap();
+        let jobs = all_jobs(&upgraded);
+        let path = fixture_copy(name, dir.path());
+        let report = salvage(&path, dir.path().join("salvaged")).unwrap();
+        assert_eq!(
+            (report.jobs, report.checkpoints, report.signals, report.unreadable),
+            (8, checkpoints, 0, 0),
+            "{name}"
+        );
+        let store = SledStore::open(dir.path().join("salvaged")).unwrap();
+        assert!(all_jobs(&store) == jobs, "{name}: the records differ");
+        assert_eq!(all_checkpoints(&store, &jobs), all_checkpoints(&upgraded, &jobs), "{name}");
+    }
 }
 
 /// A crash while sled writes its snapshot on open leaves a partial `snap.*.generating`, which

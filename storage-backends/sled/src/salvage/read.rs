@@ -8,25 +8,26 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use durable_jobs_store::{JobId, StoreError};
+use durable_jobs_store::{JobId, SignalId, StoreError};
 use sled::IVec;
 
 use crate::open::config;
-use crate::tx::{FORMAT, FORMAT_1, FORMAT_KEY, MAX_ID_KEY};
+use crate::tx::{Format, FORMAT_KEY, MAX_ID_KEY, MAX_SIGNAL_KEY};
 use crate::{keys, SledOptions};
 
-/// The trees a salvage reads; the indexes are rebuilt from the jobs.
+/// The trees a salvage reads; the indexes (the children index too) are rebuilt from the jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tree {
     Jobs,
     Checkpoints,
+    Signals,
 }
 
 /// What the reading thread reports, in order.
 pub(super) enum Event {
-    /// sled opened the copy; its meta tree says whether this is our format (and the old
-    /// format 1) and the highest job id ever inserted.
-    Opened { ours: bool, format_1: bool, max_id: Option<JobId> },
+    /// sled opened the copy; its meta tree says which of our formats it is in (`None`: not
+    /// ours, or unreadable), the highest job id ever inserted and the highest signal id.
+    Opened { format: Option<Format>, max_id: Option<JobId>, max_signal: Option<SignalId> },
     /// One entry, undecoded.
     Entry(Tree, IVec, IVec),
     /// sled could not read further in a tree; what follows in it is lost.
@@ -76,20 +77,23 @@ impl Reader {
     }
 }
 
-/// Opens the copy and sends every entry of the jobs and checkpoints trees; `Err` if it could
-/// not be opened. Stops early if nobody listens. Panics are caught by the caller.
+/// Opens the copy and sends every entry of the jobs, checkpoints and signals trees; `Err` if
+/// it could not be opened. Stops early if nobody listens. Panics are caught by the caller.
 fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -> bool) -> Result<(), String> {
     let db = config(dir, options).open().map_err(|e| format!("sled: {e}"))?;
     // A damaged meta tree only means that the jobs cannot be recognised as ours by it.
     let meta = |key: &[u8]| db.open_tree("meta").ok()?.get(key).ok().flatten();
-    let format = meta(FORMAT_KEY);
-    let format_1 = format.as_ref().is_some_and(|v| v == FORMAT_1);
-    let ours = format_1 || format.is_some_and(|v| v == FORMAT);
+    let format = meta(FORMAT_KEY).and_then(|v| Format::of(&v));
     let max_id = meta(MAX_ID_KEY).and_then(|v| keys::id_from(&v));
-    if !send(Event::Opened { ours, format_1, max_id }) {
+    let max_signal = meta(MAX_SIGNAL_KEY).and_then(|v| keys::counter_from(&v)).map(SignalId);
+    if !send(Event::Opened { format, max_id, max_signal }) {
         return Ok(());
     }
-    for (tree, name) in [(Tree::Jobs, "jobs"), (Tree::Checkpoints, "checkpoints")] {
+    for (tree, name) in [(Tree::Jobs, "jobs"), (Tree::Checkpoints, "checkpoints"), (Tree::Signals, "signals")] {
+        // Older formats have no signals; opening the tree would only create it in the copy.
+        if tree == Tree::Signals && format.is_some_and(|f| f != Format::Current) {
+            continue;
+        }
         let Ok(entries) = db.open_tree(name).map(|t| t.iter()) else {
             send(Event::Broken);
             continue;

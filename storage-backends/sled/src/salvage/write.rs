@@ -1,12 +1,13 @@
 //! Writing salvaged records into a fresh store, through the same `Tx::save` as every store
-//! call, so that the claim, lease, wake and unique indexes are rebuilt exactly as a store
-//! would have written them.
+//! call, so that the claim, lease, wake, unique and children indexes are rebuilt exactly as a
+//! store would have written them.
 
 use std::path::{Path, PathBuf};
 
-use durable_jobs_store::{Checkpoint, JobId, JobRecord, StoreError, StoreErrorKind, Timestamp};
+use durable_jobs_store::{Checkpoint, JobId, JobRecord, Signal, SignalId, StoreError, StoreErrorKind, Timestamp};
 
 use crate::error::store_error;
+use crate::tx::Format;
 use crate::{codec, keys, open, upgrade, SledOptions, SledStore};
 
 /// Records per transaction: sled holds a transaction's writes in memory.
@@ -16,14 +17,17 @@ const BATCH: usize = 512;
 pub(super) struct Writer {
     path: PathBuf,
     store: SledStore,
-    /// The records read are in format 1 (upgraded as they are written).
-    pub(super) format_1: bool,
+    /// The format of the records read (older ones are upgraded as they are written).
+    pub(super) format: Format,
     jobs: Vec<JobRecord>,
     checkpoints: Vec<(JobId, Checkpoint)>,
+    signals: Vec<Signal>,
     pub(super) written_jobs: usize,
     pub(super) written_checkpoints: usize,
+    pub(super) written_signals: usize,
     pub(super) unreadable: usize,
     pub(super) max_id: Option<JobId>,
+    pub(super) max_signal: Option<SignalId>,
 }
 
 impl Writer {
@@ -33,22 +37,23 @@ impl Writer {
         Ok(Writer {
             path: path.to_path_buf(),
             store,
-            format_1: false,
+            format: Format::Current,
             jobs: Vec::new(),
             checkpoints: Vec::new(),
+            signals: Vec::new(),
             written_jobs: 0,
             written_checkpoints: 0,
+            written_signals: 0,
             unreadable: 0,
             max_id: None,
+            max_signal: None,
         })
     }
 
     /// Adds a raw `jobs` entry, or counts it as unreadable.
     pub(super) fn job(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let id = (key.len() == 8).then(|| keys::id_from(key)).flatten();
-        let decoded =
-            if self.format_1 { upgrade::decode_job_v1(value, Timestamp::now()) } else { codec::decode_job(value) };
-        match (id, decoded) {
+        match (id, upgrade::decode_job(self.format, value, Timestamp::now())) {
             (Some(id), Ok(job)) if job.id == id => {
                 self.max_id = self.max_id.max(Some(id));
                 self.jobs.push(job);
@@ -62,30 +67,36 @@ impl Writer {
     pub(super) fn checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let job = (key.len() == 12).then(|| keys::id_from(&key[..8])).flatten();
         let index = key.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-        let decode = |i| {
-            if self.format_1 {
-                upgrade::decode_checkpoint_v1(i, value)
-            } else {
-                codec::decode_checkpoint(i, value)
-            }
-        };
-        match (job, index.map(decode)) {
+        match (job, index.map(|i| upgrade::decode_checkpoint(self.format, i, value))) {
             (Some(job), Some(Ok(c))) => self.checkpoints.push((job, c)),
             _ => self.unreadable += 1,
         }
         self.commit_if_full()
     }
 
+    /// Adds a raw `signals` entry (job id, signal id), or counts it as unreadable.
+    pub(super) fn signal(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        match codec::decode_signal(key, value) {
+            Ok(signal) => {
+                self.max_signal = self.max_signal.max(Some(signal.id));
+                self.signals.push(signal);
+            }
+            Err(_) => self.unreadable += 1,
+        }
+        self.commit_if_full()
+    }
+
     fn commit_if_full(&mut self) -> Result<(), StoreError> {
-        if self.jobs.len() + self.checkpoints.len() >= BATCH {
-            self.commit(None)?;
+        if self.jobs.len() + self.checkpoints.len() + self.signals.len() >= BATCH {
+            self.commit(None, None)?;
         }
         Ok(())
     }
 
-    /// Writes what is pending in one transaction, raising the stored highest id to `floor`.
-    fn commit(&mut self, floor: Option<JobId>) -> Result<(), StoreError> {
-        let (jobs, checkpoints) = (&self.jobs, &self.checkpoints);
+    /// Writes what is pending in one transaction, raising the stored highest job id to `floor`
+    /// and the stored highest signal id to `signal_floor`.
+    fn commit(&mut self, floor: Option<JobId>, signal_floor: Option<SignalId>) -> Result<(), StoreError> {
+        let (jobs, checkpoints, signals) = (&self.jobs, &self.checkpoints, &self.signals);
         self.store.write("write salvaged records", |tx| {
             for job in jobs {
                 // As it was: a running job keeps its lease, for the reaper to recover.
@@ -95,27 +106,42 @@ impl Writer {
             for (job, c) in checkpoints {
                 tx.put_checkpoint(*job, c)?;
             }
+            for signal in signals {
+                // As it was, like a checkpoint, even if its job was lost.
+                tx.put_signal(signal)?;
+            }
             if let Some(floor) = floor {
                 tx.raise_max_id(floor)?;
+            }
+            if let Some(floor) = signal_floor {
+                tx.raise_max_signal(floor)?;
             }
             Ok(())
         })?;
         self.written_jobs += self.jobs.len();
         self.written_checkpoints += self.checkpoints.len();
+        self.written_signals += self.signals.len();
         self.jobs.clear();
         self.checkpoints.clear();
+        self.signals.clear();
         Ok(())
     }
 
     /// Writes what is pending.
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {
-        self.commit(None)
+        self.commit(None, None)
     }
 
-    /// Writes what is pending with `floor` as the stored highest id, closes the store, makes
-    /// sure that it never hands out an id up to `floor`, and records its data-loss mark.
-    pub(super) fn seal(mut self, floor: Option<JobId>, options: &SledOptions) -> Result<PathBuf, StoreError> {
-        self.commit(floor)?;
+    /// Writes what is pending with `floor` as the stored highest job id and `signal_floor` as
+    /// the stored highest signal id, closes the store, makes sure that it never hands out a
+    /// job id up to `floor`, and records its data-loss mark.
+    pub(super) fn seal(
+        mut self,
+        floor: Option<JobId>,
+        signal_floor: Option<SignalId>,
+        options: &SledOptions,
+    ) -> Result<PathBuf, StoreError> {
+        self.commit(floor, signal_floor)?;
         let Writer { path, store, .. } = self;
         // Closing flushes and records the store's mark.
         drop(store);

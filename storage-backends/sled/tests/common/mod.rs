@@ -22,3 +22,16 @@ pub(crate) fn snapshot(dir: &Path) -> Files {
     }
     out
 }
+
+/// A copy of the fixture directory `name` (see `tests/fixtures/README.md`) as `dir/jobs`, with
+/// the empty `blobs/` that git does not keep.
+#[allow(dead_code)] // not every test binary opens fixtures
+pub(crate) fn fixture_copy(name: &str, dir: &Path) -> PathBuf {
+    let path = dir.join("jobs");
+    std::fs::create_dir_all(path.join("blobs")).unwrap();
+    for file in ["db", "conf", "durable-jobs.mark"] {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).join(file);
+        std::fs::copy(fixture, path.join(file)).unwrap();
+    }
+    path
+}
