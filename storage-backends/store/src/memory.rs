@@ -105,6 +105,8 @@ impl State {
     /// workers), parents before their children.
     fn cancel_descendants(&mut self, root: JobId, now: Timestamp) {
         let mut parents = vec![root];
+        // Parent links come from callers: a loop must not make this endless.
+        let mut seen = std::collections::BTreeSet::from([root]);
         while let Some(parent) = parents.pop() {
             let children: Vec<JobId> =
                 self.jobs.values().filter(|j| j.parent.is_some_and(|c| c.parent == parent)).map(|j| j.id).collect();
@@ -117,7 +119,9 @@ impl State {
                     transition::cancel(job, now);
                     self.count_if_child(child, now);
                 }
-                parents.push(child);
+                if seen.insert(child) {
+                    parents.push(child);
+                }
             }
         }
     }

@@ -219,4 +219,9 @@ pub fn cancel_reaches_every_waiting_descendant(h: &dyn Harness) {
     assert_eq!(statuses, [Running, Cancelled, Cancelled, Cancelled, Cancelled, Pending]);
     assert_eq!(store.get(grandchildren[1]).unwrap().unwrap().finished_at, Some(at(3)));
     assert_eq!(store.cancel(parent, at(4)).unwrap(), CancelOutcome::Finished(Cancelled));
+    // Parent links are the caller's: a loop (a job naming itself as parent) ends too.
+    let next = JobId(bystander.0 + 1);
+    let looped = insert(&*store, &[job("c").parent(next, 0)])[0];
+    assert_eq!(looped, next);
+    assert_eq!(store.cancel(looped, at(5)).unwrap(), CancelOutcome::Cancelled);
 }
