@@ -10,7 +10,7 @@ use durable_jobs::{
 
 use crate::support::{Backend, Ledger, PATIENCE};
 
-/// Registers "part" (records "part <n>"; child 13 fails for good) and "batch", which fans out
+/// Registers "part" (records "part <n>", takes 2 ms; child 13 fails for good) and "batch", which fans out
 /// 100 parts with the strategy its argument names and returns (values, failures, statuses of
 /// the failures), recording "decided" after the fan-out.
 fn register_batch(queue: &Queue, ledger: &Ledger) {
@@ -18,6 +18,8 @@ fn register_batch(queue: &Queue, ledger: &Ledger) {
     queue
         .register("part", move |_: &JobContext, n: u32| -> Result<u32, Error> {
             l.record(format!("part {n}"));
+            // Long enough that a decision at part 13 comes while most parts still wait.
+            std::thread::sleep(Duration::from_millis(2));
             if n == 13 {
                 return Err(Error::permanent(std::io::Error::other("part 13 is broken")));
             }
