@@ -372,7 +372,8 @@ fn waits_outlive_a_crash(backend: &'static str, seed: u64) -> Result<String, Str
         return Err("a received signal is still pending".into());
     }
     Ok(format!(
-        "killed after {kill_after} children started; {WAITERS} signals received once each, {FANNERS} fan-outs          with exactly {PARTS} children each ({parts_rerun} in flight at the kill ran again)"
+        "killed after {kill_after} children started; {WAITERS} signals received once each, {FANNERS} fan-outs \
+         with exactly {PARTS} children each ({parts_rerun} in flight at the kill ran again)"
     ))
 }
 
