@@ -21,7 +21,7 @@ macro_rules! take {
             ")
              RETURNING id, token, queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us,
                        backoff_max_us, EXISTS (SELECT 1 FROM dj_checkpoints WHERE job_id = dj_jobs.id),
-                       confirm_start, run_at"
+                       confirm_start, run_at, parent_id, parent_idx"
         )
     };
 }
@@ -51,7 +51,10 @@ const TAKE_CHOSEN: &str = take!("SELECT value FROM json_each(?4)");
 const PROMOTE_SCHEDULED: &str = "UPDATE dj_jobs SET status = 'pending', updated_at = ?2
      WHERE status = 'scheduled' AND queue = ?1 AND run_at <= ?2";
 
-const WAKE_WAITING: &str = "UPDATE dj_jobs SET status = 'pending', run_at = wake_at, wake_at = NULL, updated_at = ?2
+/// A waiting job whose time has come forgets whatever else it waited for.
+const WAKE_WAITING: &str = "UPDATE dj_jobs
+     SET status = 'pending', run_at = wake_at, wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL,
+         fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL, updated_at = ?2
      WHERE status = 'waiting' AND queue = ?1 AND wake_at <= ?2";
 
 const ANY_READY: &str = "SELECT 1 FROM dj_jobs WHERE status = 'pending' AND queue = ?1 AND name = ?2 LIMIT 1";
@@ -187,6 +190,7 @@ fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<(i64, ClaimedJo
         job.retry_policy = rows::retry_policy(r.get(9)?, r.get(10)?);
         job.resumed = r.get(11)?;
         job.confirm_start = r.get(12)?;
+        job.parent = rows::child_of(r.get(14)?, r.get(15)?);
         out.push((r.get(13)?, job));
     }
     Ok(out)
@@ -221,6 +225,20 @@ mod tests {
         }
         assert!(plan(&conn, NEXT_WAKE).contains("dj_jobs_wake"), "{}", plan(&conn, NEXT_WAKE));
         assert!(plan(&conn, ANY_DUE).contains("dj_jobs_due"), "{}", plan(&conn, ANY_DUE));
+    }
+
+    /// Claims and promotions set `status`, never `finished_at`: the fan-in trigger (schema.rs)
+    /// is no part of their programs.
+    #[test]
+    fn claims_do_not_carry_the_fan_in_trigger() {
+        let conn = migrated();
+        for sql in [TAKE_BEST, TAKE_CHOSEN, PROMOTE_SCHEDULED, WAKE_WAITING] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let ops = stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(1)).expect("ops");
+            let ops: Vec<String> = ops.map(|o| o.expect("op")).collect();
+            assert!(!ops.iter().any(|o| o == "Program"), "a trigger runs in:\n{sql}");
+        }
     }
 
     /// Claims compile their statements once (PERFORMANCE.md, fact 7): with the store's

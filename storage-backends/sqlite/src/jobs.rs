@@ -1,9 +1,9 @@
 //! Inserting and reading jobs.
 
 use durable_jobs_store::{
-    transition, Checkpoint, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, StatusCount, Timestamp,
+    transition, Checkpoint, ChildOf, Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, StatusCount, Timestamp,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 
 use crate::rows::{self, micros, Bytes, Json, Status, JOB_COLUMNS};
 
@@ -15,35 +15,51 @@ pub(crate) const LIVE_KEY_HOLDER: &str = "SELECT id FROM dj_jobs
 const WINDOW_KEY_HOLDER: &str =
     "SELECT id FROM dj_jobs WHERE unique_key = ?1 AND created_at > ?2 ORDER BY id DESC LIMIT 1";
 
+/// Inserts one job: `?1`… in the order of [`insert`].
+pub(crate) const INSERT: &str =
+    "INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts, unique_key,
+                          timeout_us, backoff_base_us, backoff_max_us, created_at, updated_at, parent_id, parent_idx)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)";
+
 pub(crate) fn enqueue(conn: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<Enqueued>> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts, unique_key,
-                              timeout_us, backoff_base_us, backoff_max_us, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-    )?;
+    let mut insert_stmt = conn.prepare_cached(INSERT)?;
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let Some(holder) = key_holder(conn, job)? {
             out.push(Enqueued::Duplicate(JobId(holder)));
             continue;
         }
-        insert.execute(params![
-            job.queue,
-            job.name,
-            Json(&job.args),
-            transition::initial_status(job.run_at, job.created_at).as_str(),
-            job.priority,
-            job.run_at.0,
-            job.max_attempts,
-            job.unique_key,
-            job.timeout.map(micros),
-            job.retry_policy.map(|p| micros(p.base)),
-            job.retry_policy.map(|p| micros(p.max)),
-            job.created_at.0,
-        ])?;
-        out.push(Enqueued::New(JobId(conn.last_insert_rowid())));
+        out.push(Enqueued::New(insert(conn, &mut insert_stmt, job, job.unique_key.as_deref(), job.parent)?));
     }
     Ok(out)
+}
+
+/// Inserts `job` (its unique key checked already) with `unique_key` and `parent` instead of its
+/// own, through `stmt` (prepared from [`INSERT`]); returns its id.
+pub(crate) fn insert(
+    conn: &Connection,
+    stmt: &mut Statement<'_>,
+    job: &NewJob,
+    unique_key: Option<&str>,
+    parent: Option<ChildOf>,
+) -> rusqlite::Result<JobId> {
+    stmt.execute(params![
+        job.queue,
+        job.name,
+        Json(&job.args),
+        transition::initial_status(job.run_at, job.created_at).as_str(),
+        job.priority,
+        job.run_at.0,
+        job.max_attempts,
+        unique_key,
+        job.timeout.map(micros),
+        job.retry_policy.map(|p| micros(p.base)),
+        job.retry_policy.map(|p| micros(p.max)),
+        job.created_at.0,
+        parent.map(|p| p.parent.0),
+        parent.map(|p| p.index),
+    ])?;
+    Ok(JobId(conn.last_insert_rowid()))
 }
 
 /// The job holding `job`'s unique key: a live one, else the newest inside its window.
@@ -68,7 +84,7 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Ve
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM dj_jobs
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR name = ?3)
-           AND id > ?6
+           AND id > ?6 AND (?7 IS NULL OR parent_id = ?7)
          ORDER BY id LIMIT ?4 OFFSET ?5"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -80,6 +96,7 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Ve
             i64::try_from(filter.limit).unwrap_or(i64::MAX),
             i64::try_from(filter.offset).unwrap_or(i64::MAX),
             filter.after.map_or(i64::MIN, |a| a.0),
+            filter.parent.map(|p| p.0),
         ],
         rows::job_record,
     )?;

@@ -1,5 +1,5 @@
-//! The SQLite store for [durable-jobs](https://docs.rs/durable-jobs): jobs and checkpoints in
-//! one file, in WAL mode, with bundled SQLite.
+//! The SQLite store for [durable-jobs](https://docs.rs/durable-jobs): jobs, checkpoints and
+//! signals in one file, in WAL mode, with bundled SQLite.
 //!
 //! ```
 //! use durable_jobs_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -37,6 +37,7 @@ mod preflight;
 mod rows;
 mod schema;
 mod store;
+mod waits;
 mod writes;
 
 pub use options::{Durability, SqliteOptions};

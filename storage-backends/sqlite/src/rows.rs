@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use durable_jobs_store::{ClaimToken, JobId, JobRecord, JobStatus, RetryPolicy, Timestamp};
+use durable_jobs_store::{
+    ChildOf, ChildrenWait, ClaimToken, FanIn, JobId, JobRecord, JobStatus, RetryPolicy, Timestamp,
+};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Row, ToSql};
 
@@ -54,7 +56,8 @@ pub(crate) fn count(n: i64) -> u32 {
 /// The columns [`job_record`] reads, in order.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, name, args, status, priority, run_at, attempt, max_attempts, \
      unique_key, timeout_us, backoff_base_us, backoff_max_us, locked_by, lease_until, wake_at, last_error, \
-     result, created_at, started_at, finished_at, updated_at, token, run_started, confirm_start";
+     result, created_at, started_at, finished_at, updated_at, token, run_started, confirm_start, parent_id, parent_idx, \
+     wait_signal, fan_idx, fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed";
 
 pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let ts = |i| r.get::<_, i64>(i).map(Timestamp);
@@ -85,7 +88,24 @@ pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     job.token = token(r.get(22)?);
     job.run_started = r.get(23)?;
     job.confirm_start = r.get(24)?;
+    job.parent = child_of(r.get(25)?, r.get(26)?);
+    job.wait_signal = r.get(27)?;
+    job.wait_children = children_wait(r, 28)?;
     Ok(job)
+}
+
+/// A child's link to its parent, from `parent_id` and `parent_idx`.
+pub(crate) fn child_of(parent: Option<i64>, index: Option<i64>) -> Option<ChildOf> {
+    Some(ChildOf { parent: JobId(parent?), index: count(index.unwrap_or(0)) })
+}
+
+/// What a waiting job's children have done, from the six `fan_` columns starting at `at`
+/// (`fan_idx`, `fan_need`, `fan_tolerate`, `fan_total`, `fan_succeeded`, `fan_failed`).
+fn children_wait(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<ChildrenWait>> {
+    let Some(index) = r.get::<_, Option<i64>>(at)? else { return Ok(None) };
+    let n = |i: usize| r.get::<_, Option<i64>>(at + i).map(|v| count(v.unwrap_or(0)));
+    let rule = FanIn { index: count(index), need: n(1)?, tolerate: n(2)? };
+    Ok(Some(ChildrenWait::new(rule, n(3)?, n(4)?, n(5)?)))
 }
 
 /// A stored claim token (never negative).

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::Context;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The tables and indexes of the current schema. Every name starts with `dj_`, so the store can
 /// share a database file with an application's own tables.
@@ -37,7 +37,16 @@ const CURRENT: &str = "
         updated_at      INTEGER NOT NULL,
         token           INTEGER NOT NULL DEFAULT 0,
         run_started     INTEGER NOT NULL DEFAULT 0,
-        confirm_start   INTEGER NOT NULL DEFAULT 0
+        confirm_start   INTEGER NOT NULL DEFAULT 0,
+        parent_id       INTEGER,
+        parent_idx      INTEGER,
+        wait_signal     TEXT,
+        fan_idx         INTEGER,
+        fan_need        INTEGER,
+        fan_tolerate    INTEGER,
+        fan_total       INTEGER,
+        fan_succeeded   INTEGER,
+        fan_failed      INTEGER
     );
     CREATE TABLE dj_checkpoints (
         job_id     INTEGER NOT NULL,
@@ -77,6 +86,62 @@ const V1_TO_V2: &str = "
     ALTER TABLE dj_jobs ADD COLUMN confirm_start INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE dj_checkpoints ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;";
 
+/// Version 2 to 3: the columns of durable waits (the parent of a child job; what a waiting job
+/// waits for besides a time: a signal name, the fan-in of its children with their counts).
+/// [`WAITS`] follows.
+const V2_TO_V3: &str = "
+    ALTER TABLE dj_jobs ADD COLUMN parent_id INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN parent_idx INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN wait_signal TEXT;
+    ALTER TABLE dj_jobs ADD COLUMN fan_idx INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN fan_need INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN fan_tolerate INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN fan_total INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN fan_succeeded INTEGER;
+    ALTER TABLE dj_jobs ADD COLUMN fan_failed INTEGER;";
+
+/// The objects of durable waits (version 3), for a fresh database and the upgrade from 2.
+const WAITS: &str = "
+    -- Signals not consumed yet. AUTOINCREMENT: an id is never reused, even after the newest
+    -- signal is consumed, so ids follow sending order for ever.
+    CREATE TABLE dj_signals (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id  INTEGER NOT NULL,
+        name    TEXT    NOT NULL,
+        payload TEXT    NOT NULL,
+        sent_at INTEGER NOT NULL
+    );
+    CREATE INDEX dj_signals_job ON dj_signals (job_id, name, id);
+    -- The children of a parent's step: fan-in counts, the cascade of cancel, listing.
+    CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id, parent_idx) WHERE parent_id IS NOT NULL;
+    -- A child that becomes terminal is counted by its parent if the parent waits for the
+    -- children of its step, and wakes the parent once the fan-in is decided (the rule of
+    -- `ChildrenWait::is_decided`); a woken parent keeps its run_at (its place in line). Every
+    -- transition to a terminal status sets finished_at, and updated_at to its now, the time
+    -- the parent is counted at. The trigger watches finished_at rather than status so that
+    -- claims, retries, suspensions and releases (which set status only) do not carry it; the
+    -- statements that do carry it (completions, failures, cancels, requeues) evaluate only the
+    -- WHEN for a job without a parent (PERFORMANCE.md, fact 8).
+    CREATE TRIGGER dj_jobs_child_finished AFTER UPDATE OF finished_at ON dj_jobs
+    WHEN NEW.parent_id IS NOT NULL
+        AND NEW.status IN ('completed', 'failed', 'cancelled')
+        AND OLD.status NOT IN ('completed', 'failed', 'cancelled')
+    BEGIN
+        UPDATE dj_jobs
+        SET fan_succeeded = fan_succeeded + (NEW.status = 'completed'),
+            fan_failed = fan_failed + (NEW.status <> 'completed'),
+            updated_at = NEW.updated_at
+        WHERE id = NEW.parent_id AND status = 'waiting' AND fan_idx = NEW.parent_idx;
+        UPDATE dj_jobs
+        SET status = 'pending', wake_at = NULL, wait_signal = NULL, fan_idx = NULL,
+            fan_need = NULL, fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL
+        WHERE id = NEW.parent_id AND status = 'waiting' AND fan_idx = NEW.parent_idx
+            AND (fan_succeeded >= fan_need OR fan_failed > fan_tolerate OR fan_succeeded + fan_failed >= fan_total);
+    END;";
+
+/// Names version 3 added: a database of an older version that has one was not made by us.
+const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent", "dj_jobs_child_finished"];
+
 /// Names this library creates; a database that has one without being ours is refused.
 const OUR_NAMES: &[&str] = &[
     "dj_schema",
@@ -88,6 +153,10 @@ const OUR_NAMES: &[&str] = &[
     "dj_jobs_lease",
     "dj_jobs_unique",
     "dj_jobs_key",
+    "dj_signals",
+    "dj_signals_job",
+    "dj_jobs_parent",
+    "dj_jobs_child_finished",
 ];
 
 /// What a database holds before the store touches it.
@@ -110,7 +179,8 @@ pub(crate) fn inspect(conn: &Connection) -> Result<Found, StoreError> {
     let version_table = if has("dj_schema") {
         "dj_schema"
     } else if has("durable_jobs_schema") {
-        if let Some(clash) = ["dj_jobs", "dj_checkpoints"].into_iter().find(|n| has(n)) {
+        // Version 1 had none of the `dj_` names.
+        if let Some(clash) = OUR_NAMES.iter().find(|n| has(n)) {
             return Err(conflict(clash));
         }
         "durable_jobs_schema"
@@ -129,6 +199,11 @@ pub(crate) fn inspect(conn: &Connection) -> Result<Found, StoreError> {
                  durable-jobs-sqlite understands; upgrade the library"
             ),
         ));
+    }
+    if version < 3 {
+        if let Some(clash) = ADDED_IN_3.iter().find(|n| has(n)) {
+            return Err(conflict(clash));
+        }
     }
     Ok(Found::Version(version))
 }
@@ -160,14 +235,22 @@ pub(crate) fn migrate(conn: &mut Connection, now_us: i64) -> Result<(), StoreErr
         Found::Fresh => {
             tx.execute_batch(CURRENT).context("create tables")?;
             tx.execute_batch(INDEXES).context("create indexes")?;
+            tx.execute_batch(WAITS).context("create the tables of waits")?;
             tx.execute_batch("CREATE TABLE dj_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
                 .context("create schema table")?;
         }
-        Found::Version(1) => {
-            tx.execute_batch(V1_TO_V2).context("upgrade schema 1 to 2")?;
-            tx.execute("UPDATE dj_jobs SET status = 'scheduled' WHERE status = 'pending' AND run_at > ?1", [now_us])
+        Found::Version(version @ 1..=2) => {
+            if version == 1 {
+                tx.execute_batch(V1_TO_V2).context("upgrade schema 1 to 2")?;
+                tx.execute(
+                    "UPDATE dj_jobs SET status = 'scheduled' WHERE status = 'pending' AND run_at > ?1",
+                    [now_us],
+                )
                 .context("upgrade schema 1 to 2: schedule future jobs")?;
-            tx.execute_batch(INDEXES).context("upgrade schema 1 to 2: indexes")?;
+                tx.execute_batch(INDEXES).context("upgrade schema 1 to 2: indexes")?;
+            }
+            tx.execute_batch(V2_TO_V3).context("upgrade schema 2 to 3")?;
+            tx.execute_batch(WAITS).context("upgrade schema 2 to 3: the tables of waits")?;
         }
         Found::Version(other) => {
             return Err(StoreError::new(

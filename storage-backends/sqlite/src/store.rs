@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use durable_jobs_store::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, StatusCount, Store, StoreError, Timestamp, Write, WriteOutcome,
+    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, Store, StoreError,
+    Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -15,7 +16,7 @@ use crate::connection::{enable_wal, open_connection, quick_check};
 use crate::error::Context;
 use crate::group::GroupWriter;
 use crate::preflight::{self, OpenHere};
-use crate::{claim, jobs, schema, writes, SqliteOptions};
+use crate::{claim, jobs, schema, waits, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
 ///
@@ -202,6 +203,15 @@ impl Store for SqliteStore {
 
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.writer.write("requeue", move |c| writes::requeue(c, job, now))
+    }
+
+    fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
+        let (name, payload) = (name.to_owned(), payload.to_vec());
+        self.writer.write("signal", move |c| waits::signal(c, job, &name, &payload, now))
+    }
+
+    fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {
+        self.read("read signals", |c| waits::signals(c, job))
     }
 
     fn checkpoints(&self, job: JobId, from: u32, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {

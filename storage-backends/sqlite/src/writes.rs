@@ -1,15 +1,17 @@
 //! Fenced writes about runs, lease renewal, release, reclaim, cancel and requeue: the
 //! transitions of `STATE_MACHINE.md` as statements.
 
+use durable_jobs_store::transition::WaitState;
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    CancelOutcome, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write, WriteOp,
-    WriteOutcome,
+    CancelOutcome, Checkpoint, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write,
+    WriteOp, WriteOutcome,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::jobs::LIVE_KEY_HOLDER;
 use crate::rows::{self, token_value, Json, Status};
+use crate::waits;
 
 /// A statement about one run, fenced: `?1` is the job, `?2` the worker, `?3` now, `?4` the
 /// claim token, then the statement's own parameters from `?5`. Built at compile time: the
@@ -47,35 +49,17 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
     let changed = match &write.op {
         WriteOp::Start => conn.prepare_cached(fenced!("run_started = 1"))?.execute(params![job, worker, now, token])?,
         WriteOp::Checkpoint(checkpoint) => {
-            // Read, not written: a checkpoint leaves the job's row (and its page) alone.
-            let held = conn
-                .prepare_cached(
-                    "SELECT 1 FROM dj_jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?3",
-                )?
-                .exists(params![job, worker, token])?;
-            if !held {
+            if !holds(conn, job, worker, token)? {
                 return Ok(false);
             }
-            let (ok, value) = match &checkpoint.outcome {
-                Ok(v) => (true, v.as_slice()),
-                Err(e) => (false, e.as_bytes()),
-            };
-            conn.prepare_cached(
-                "INSERT INTO dj_checkpoints (job_id, idx, name, ok, value, created_at, retryable)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (job_id, idx) DO UPDATE
-                 SET name = excluded.name, ok = excluded.ok, value = excluded.value, created_at = excluded.created_at,
-                     retryable = excluded.retryable",
-            )?
-            .execute(params![
-                job,
-                checkpoint.index,
-                checkpoint.name,
-                ok,
-                Json(value),
-                now,
-                checkpoint.retryable
-            ])?
+            upsert_checkpoint(conn, job, checkpoint, now)?
+        }
+        WriteOp::Receive { signal, checkpoint, .. } => {
+            if !holds(conn, job, worker, token)? {
+                return Ok(false);
+            }
+            waits::consume(conn, job, *signal)?;
+            upsert_checkpoint(conn, job, checkpoint, now)?
         }
         WriteOp::Complete { result, .. } => conn
             .prepare_cached(ending!("status = 'completed', result = ?5, finished_at = ?3"))?
@@ -88,12 +72,66 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
         WriteOp::Fail { error, .. } => conn
             .prepare_cached(ending!("status = 'failed', last_error = ?5, finished_at = ?3"))?
             .execute(params![job, worker, now, token, error])?,
-        WriteOp::Suspend { wake_at, .. } => conn
-            .prepare_cached(ending!("status = 'waiting', wake_at = ?5, attempt = MAX(attempt - 1, 0)"))?
-            .execute(params![job, worker, now, token, wake_at.map(|t| t.0)])?,
+        WriteOp::Suspend { wake_at, signal, fan_in, children, .. } => {
+            // A plain sleep waits for nothing else: one statement, as before waits existed.
+            let wait = if signal.is_none() && fan_in.is_none() && children.is_empty() {
+                WaitState::default()
+            } else {
+                if !holds(conn, job, worker, token)? {
+                    return Ok(false);
+                }
+                waits::prepare(conn, job, signal.as_deref(), *fan_in, children)?
+            };
+            // A wait over before it began: pending at once, in its place in line (`run_at` kept).
+            let over = waits::is_over(wait);
+            let (wake_at, signal, children) =
+                if over { (None, None, None) } else { (wake_at.map(|t| t.0), signal.as_deref(), wait.children) };
+            conn.prepare_cached(ending!(
+                "status = CASE WHEN ?5 THEN 'pending' ELSE 'waiting' END, wake_at = ?6, wait_signal = ?7, fan_idx = ?8, fan_need = ?9, fan_tolerate = ?10, fan_total = ?11,
+                 fan_succeeded = ?12, fan_failed = ?13, attempt = MAX(attempt - 1, 0)"
+            ))?
+            .execute(params![
+                job,
+                worker,
+                now,
+                token,
+                over,
+                wake_at,
+                signal,
+                children.map(|c| c.rule.index),
+                children.map(|c| c.rule.need),
+                children.map(|c| c.rule.tolerate),
+                children.map(|c| c.total),
+                children.map(|c| c.succeeded),
+                children.map(|c| c.failed),
+            ])?
+        }
         _ => return Err(rusqlite::Error::ToSqlConversionFailure("a write this store does not know".into())),
     };
     Ok(changed == 1)
+}
+
+/// Whether `worker` holds run `token` of `job` (read, not written: a checkpoint leaves the
+/// job's row, and its page, alone).
+fn holds(conn: &Connection, job: i64, worker: &str, token: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM dj_jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?3")?
+        .exists(params![job, worker, token])
+}
+
+/// Inserts or replaces the checkpoint `(job, checkpoint.index)`.
+fn upsert_checkpoint(conn: &Connection, job: i64, checkpoint: &Checkpoint, now: i64) -> rusqlite::Result<usize> {
+    let (ok, value) = match &checkpoint.outcome {
+        Ok(v) => (true, v.as_slice()),
+        Err(e) => (false, e.as_bytes()),
+    };
+    conn.prepare_cached(
+        "INSERT INTO dj_checkpoints (job_id, idx, name, ok, value, created_at, retryable)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (job_id, idx) DO UPDATE
+         SET name = excluded.name, ok = excluded.ok, value = excluded.value, created_at = excluded.created_at,
+             retryable = excluded.retryable",
+    )?
+    .execute(params![job, checkpoint.index, checkpoint.name, ok, Json(value), now, checkpoint.retryable])
 }
 
 pub(crate) fn renew(
@@ -174,7 +212,8 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
     Ok(out)
 }
 
-fn status_of(conn: &Connection, job: JobId) -> rusqlite::Result<Option<(JobStatus, Option<String>)>> {
+/// A job's status and unique key.
+pub(crate) fn status_of(conn: &Connection, job: JobId) -> rusqlite::Result<Option<(JobStatus, Option<String>)>> {
     conn.prepare_cached("SELECT status, unique_key FROM dj_jobs WHERE id = ?1")?
         .query_row([job.0], |r| Ok((r.get::<_, Status>(0)?.0, r.get(1)?)))
         .optional()
@@ -185,11 +224,14 @@ pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite:
     let outcome = transition::cancel_outcome(status);
     if outcome == CancelOutcome::Cancelled {
         conn.prepare_cached(
-            "UPDATE dj_jobs SET status = 'cancelled', wake_at = NULL, finished_at = ?2, updated_at = ?2,
-                                locked_by = NULL, lease_until = NULL, run_started = 0
+            "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
+                                lease_until = NULL, run_started = 0, wake_at = NULL, wait_signal = NULL, fan_idx = NULL,
+                                fan_need = NULL, fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL,
+                                fan_failed = NULL
              WHERE id = ?1",
         )?
         .execute(params![job.0, now.0])?;
+        waits::cancel_descendants(conn, job, now)?;
     }
     Ok(outcome)
 }
