@@ -82,6 +82,9 @@ impl SqliteOptions {
     /// The largest the database file may grow, in bytes (rounded down to whole pages). A write
     /// that needs more fails with [`StoreErrorKind::Full`](durable_jobs_store::StoreErrorKind::Full)
     /// and changes nothing; it may be retried once space is freed or the limit raised (reopen).
+    /// Writes that add work (enqueues, signals) stop a small reserve short of the limit (1/64
+    /// of it, at least 8 and at most 4096 pages), so that the jobs a full database holds can
+    /// still be claimed, run and finished.
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self

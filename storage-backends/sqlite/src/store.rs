@@ -12,7 +12,7 @@ use durable_jobs_store::{
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use crate::connection::{enable_wal, open_connection, quick_check};
+use crate::connection::{adding_work, enable_wal, open_connection, page_limits, quick_check, PageLimits};
 use crate::error::Context;
 use crate::group::GroupWriter;
 use crate::preflight::{self, OpenHere};
@@ -40,6 +40,8 @@ pub struct SqliteStore {
     /// The canonical path: the same for every process here that opens this file.
     identity: String,
     writer: GroupWriter,
+    /// The writer's page limits, if the file has a maximum size.
+    limits: Option<PageLimits>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     /// Set by an enqueue here of a job ready at once: the next claim (almost surely) has work and
@@ -85,6 +87,7 @@ impl SqliteStore {
             quick_check(&path, &options)?;
         }
         let mut writer = open_connection(&path, &options, true)?;
+        let limits = page_limits(&writer, &options)?;
         // Refuse colliding tables or a newer schema before the first change to the file.
         schema::inspect(&writer)?;
         enable_wal(&writer, &path)?;
@@ -98,6 +101,7 @@ impl SqliteStore {
             path,
             identity,
             writer,
+            limits,
             readers,
             next_reader: AtomicUsize::new(0),
             enqueued_here: AtomicBool::new(false),
@@ -155,7 +159,8 @@ impl Store for SqliteStore {
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let ready_now = jobs.iter().any(|j| j.run_at <= j.created_at);
         let jobs = jobs.to_vec();
-        let enqueued = self.writer.write("enqueue", move |c| jobs::enqueue(c, &jobs))?;
+        let limits = self.limits;
+        let enqueued = self.writer.write("enqueue", move |c| adding_work(c, limits, |c| jobs::enqueue(c, &jobs)))?;
         if ready_now {
             self.enqueued_here.store(true, Ordering::Release);
         }
@@ -207,7 +212,8 @@ impl Store for SqliteStore {
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
         let (name, payload) = (name.to_owned(), payload.to_vec());
-        self.writer.write("signal", move |c| waits::signal(c, job, &name, &payload, now))
+        let limits = self.limits;
+        self.writer.write("signal", move |c| adding_work(c, limits, |c| waits::signal(c, job, &name, &payload, now)))
     }
 
     fn signals(&self, job: JobId) -> Result<Vec<Signal>, StoreError> {

@@ -88,12 +88,21 @@ fn two_stores_share_one_file() {
 }
 
 /// S4: a full database refuses the write with a retryable `Full`, keeps every acknowledged job
-/// and stays intact; with room again, work resumes.
+/// and stays intact; the jobs it holds can still be claimed and finished; with room again, work
+/// resumes. At several sizes: where the last enqueue stops depends on how the pages fall.
 #[test]
 fn a_full_database_refuses_writes_and_recovers() {
+    for kb in (224..=252).step_by(4) {
+        full_database_refuses_writes_and_recovers(kb * 1024);
+    }
+}
+
+#[allow(clippy::unwrap_used)] // a test helper: allow-unwrap-in-tests sees only #[test] functions
+fn full_database_refuses_writes_and_recovers(max_size: u64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
-    let small = SqliteOptions::new().max_size(256 * 1024);
+    // `Normal`: the page accounting is the same, without an fsync per enqueue.
+    let small = SqliteOptions::new().max_size(max_size).durability(Durability::Normal);
     let store = SqliteStore::open_with(&path, small).unwrap();
     let mut big = job("a");
     big.args = format!("\"{}\"", "x".repeat(4000)).into_bytes();
@@ -105,12 +114,14 @@ fn a_full_database_refuses_writes_and_recovers() {
         }
         assert!(acknowledged.len() < 10_000, "the size limit never hit");
     };
-    assert_eq!(err.kind(), StoreErrorKind::Full, "{err}");
+    assert_eq!(err.kind(), StoreErrorKind::Full, "{max_size} bytes: {err}");
     assert!(err.is_retryable());
-    assert!(acknowledged.len() > 10, "{} jobs fit", acknowledged.len());
-    // Claims and completions of what is there still work while full (updates in place).
+    assert!(acknowledged.len() > 10, "{max_size} bytes: {} jobs fit", acknowledged.len());
+    // Claims and completions of what is there still work while full (the reserve).
     let claimed = claim_runs(&store, "w", 5, T0);
-    assert_eq!(claimed.len(), 5);
+    assert_eq!(claimed.len(), 5, "{max_size} bytes");
+    let writes: Vec<Write> = claimed.iter().map(|&run| Write::complete(run, b"1".to_vec())).collect();
+    assert_eq!(store.commit("w", T0, &writes).unwrap(), vec![WriteOutcome::Applied; 5], "{max_size} bytes");
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
