@@ -80,14 +80,19 @@ pub(crate) fn get(conn: &Connection, job: JobId) -> rusqlite::Result<Option<JobR
     conn.prepare_cached(&sql)?.query_row([job.0], rows::job_record).optional()
 }
 
-pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Vec<JobRecord>> {
-    let sql = format!(
+/// The statement of [`list`]; the children of one parent (`?7`) are read from their index.
+fn list_sql(by_parent: bool) -> String {
+    let parent = if by_parent { "parent_id = ?7" } else { "?7 IS NULL" };
+    format!(
         "SELECT {JOB_COLUMNS} FROM dj_jobs
-         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR name = ?3)
-           AND id > ?6 AND (?7 IS NULL OR parent_id = ?7)
+         WHERE {parent} AND (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR name = ?3)
+           AND id > ?6
          ORDER BY id LIMIT ?4 OFFSET ?5"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    )
+}
+
+pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Vec<JobRecord>> {
+    let mut stmt = conn.prepare_cached(&list_sql(filter.parent.is_some()))?;
     let rows = stmt.query_map(
         params![
             filter.status.map(JobStatus::as_str),
@@ -159,5 +164,14 @@ pub(crate) mod tests {
         assert!(holder.contains("dj_jobs_unique"), "unique lookup plan:\n{holder}");
         let window = plan(&conn, WINDOW_KEY_HOLDER);
         assert!(window.contains("dj_jobs_key"), "window lookup plan:\n{window}");
+    }
+
+    #[test]
+    fn children_are_listed_from_their_index() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::connection::plan_once(&conn).expect("stable plans");
+        crate::schema::migrate(&mut conn, 0).expect("migrate");
+        let children = plan(&conn, &list_sql(true));
+        assert!(children.contains("dj_jobs_parent"), "children list plan:\n{children}");
     }
 }
