@@ -400,6 +400,45 @@ fn upgraded_databases_have_the_schema_of_a_fresh_one() {
     }
 }
 
+/// Cancel cascades through waiting descendants (a parent waiting for its children, itself a
+/// waiting child) exactly as `MemoryStore` does: every one cancelled with its wait cleared,
+/// none counted by another on the way, even a child whose id is smaller than its parent's (a
+/// link to a later job), so that SQLite's row order does not matter.
+#[test]
+fn cancel_cascades_through_waiting_descendants_as_memory_does() {
+    use durable_jobs_store::{conformance::at, ClaimRequest, FanIn, JobFilter, MemoryStore, NewJob};
+    fn play(store: &dyn Store) -> Vec<durable_jobs_store::JobRecord> {
+        let run = |name: &str, secs: i64| {
+            let req = ClaimRequest::new("w", at(secs), at(secs + 30)).names([name]).limit(1);
+            store.claim(&req).unwrap().jobs[0].claim()
+        };
+        let wait = |claim, index, children: Vec<NewJob>, secs| {
+            let fan_in = FanIn { index, need: 2, tolerate: 1 };
+            let out = store.commit("w", at(secs), &[Write::wait_children(claim, fan_in, children)]).unwrap();
+            assert_eq!(out, [WriteOutcome::Applied]);
+        };
+        let root = insert(store, &[job("a")])[0];
+        wait(run("a", 1), 0, vec![job("b"), job("c")], 2); // children 2 and 3
+        let early = insert(store, &[job("c").parent(JobId(5), 0)])[0];
+        assert_eq!(early, JobId(4), "a child of 5, inserted before it");
+        wait(run("b", 3), 1, vec![job("zzz")], 4); // 2 waits for 5
+        wait(run("zzz", 5), 0, Vec::new(), 6); // 5 waits for 4
+        let statuses: Vec<JobStatus> = (1..=5).map(|id| store.get(JobId(id)).unwrap().unwrap().status).collect();
+        assert_eq!(
+            statuses,
+            [JobStatus::Waiting, JobStatus::Waiting, JobStatus::Pending, JobStatus::Pending, JobStatus::Waiting]
+        );
+        assert_eq!(store.cancel(root, at(7)).unwrap(), durable_jobs_store::CancelOutcome::Cancelled);
+        store.list(&JobFilter::new().limit(100)).unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("jobs.db")).unwrap();
+    let got = play(&sqlite);
+    assert_eq!(got, play(&MemoryStore::new()));
+    assert!(got.iter().all(|j| j.status == JobStatus::Cancelled && j.finished_at == Some(at(7))), "{got:#?}");
+    assert!(got.iter().all(|j| j.wake_at.is_none() && j.wait_children.is_none()), "{got:#?}");
+}
+
 /// The store shares a file with an application's tables (even one called `jobs`), and a file
 /// whose tables collide with ours is refused with a typed error, changed in nothing (not even
 /// switched to WAL).
