@@ -19,6 +19,8 @@ use durable_jobs::sqlite::SqliteStore;
 use durable_jobs::{wait_signal, wait_signal_timeout, Error, JobContext, JobOptions, JobStatus, Queue};
 use serde::{Deserialize, Serialize};
 
+// Every option is a number of milliseconds, and says so on the command line.
+#[allow(clippy::struct_field_names)]
 #[derive(Parser, Debug)]
 #[command(about = "A sign-up workflow that waits for a confirmation signal")]
 struct Args {
@@ -71,15 +73,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         // thread; the handler replays from the top when the wait is over, and the steps above
         // return their recorded outcomes instead of running again.
         ctx.sleep(pause)?;
-        let confirmation = match wait_signal_timeout::<Confirmation>(ctx, "confirmed", timeout)? {
-            Some(confirmation) => confirmation,
-            None => {
-                ctx.step("send-reminder", || {
-                    say(&user, "no click yet: reminder sent");
-                    Ok::<_, std::io::Error>(())
-                })?;
-                wait_signal::<Confirmation>(ctx, "confirmed")?
-            }
+        let confirmation = if let Some(confirmation) = wait_signal_timeout(ctx, "confirmed", timeout)? {
+            confirmation
+        } else {
+            ctx.step("send-reminder", || {
+                say(&user, "no click yet: reminder sent");
+                Ok::<_, std::io::Error>(())
+            })?;
+            wait_signal::<Confirmation>(ctx, "confirmed")?
         };
         ctx.step("activate", || {
             say(&user, &format!("link clicked (token {}): account activated", confirmation.token));

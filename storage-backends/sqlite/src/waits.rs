@@ -123,12 +123,6 @@ pub(crate) fn prepare(
     Ok(WaitState { signal_pending, children })
 }
 
-/// Whether a suspension that finds `wait` is ready at once instead of waiting (the rule of
-/// `transition::apply`).
-pub(crate) fn is_over(wait: WaitState) -> bool {
-    wait.signal_pending || wait.children.is_some_and(|c| c.is_decided())
-}
-
 /// Cancels, at `now`, every descendant of `root` that waits to run; running and finished ones
 /// are left alone.
 pub(crate) fn cancel_descendants(conn: &Connection, root: JobId, now: Timestamp) -> rusqlite::Result<()> {

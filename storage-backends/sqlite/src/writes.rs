@@ -83,7 +83,7 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
                 waits::prepare(conn, job, signal.as_deref(), *fan_in, children)?
             };
             // A wait over before it began: pending at once, in its place in line (`run_at` kept).
-            let over = waits::is_over(wait);
+            let over = wait.is_over();
             let (wake_at, signal, children) =
                 if over { (None, None, None) } else { (wake_at.map(|t| t.0), signal.as_deref(), wait.children) };
             conn.prepare_cached(ending!(

@@ -134,6 +134,14 @@ pub struct WaitState {
     pub children: Option<ChildrenWait>,
 }
 
+impl WaitState {
+    /// Whether a suspension that finds this is ready at once instead of waiting: a signal it
+    /// waits for is pending, or its fan-in is decided.
+    pub fn is_over(&self) -> bool {
+        self.signal_pending || self.children.is_some_and(|c| c.is_decided())
+    }
+}
+
 /// Applies a fenced write (already checked with [`holds`]) to the job's record; `wait` matters
 /// only to a suspension. A checkpoint (or a receive) leaves the record alone; storing it, and
 /// inserting a suspension's children, is the backend's part.
@@ -156,7 +164,7 @@ pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp, wait: WaitState)
         }
         WriteOp::Suspend { wake_at, signal, .. } => {
             job.attempt = job.attempt.saturating_sub(1);
-            if wait.signal_pending || wait.children.is_some_and(|c| c.is_decided()) {
+            if wait.is_over() {
                 // The wait is over before it began: ready at once, in its place in line.
                 clear_wait(job);
                 end_run(job, JobStatus::Pending, now);

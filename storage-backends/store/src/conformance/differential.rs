@@ -255,7 +255,14 @@ impl Run {
                 Write::wait_signal(claim, self.pick(&SIGNALS), wake)
             }
             8 => {
-                let children = (0..self.rng.usize(0..=2)).map(|_| self.new_job()).collect();
+                // Children of names a claim can take, so that they run, wait and end too.
+                let children = (0..self.rng.usize(0..=2))
+                    .map(|_| {
+                        let mut child = self.new_job();
+                        self.pick(&NAMES[..3]).clone_into(&mut child.name);
+                        child
+                    })
+                    .collect();
                 let need = self.rng.u32(0..=2);
                 Write::wait_children(claim, FanIn { index, need, tolerate: self.rng.u32(0..=1) }, children)
             }
