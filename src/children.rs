@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use durable_jobs_store::{Checkpoint, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob};
+use durable_jobs_store::{CancelOutcome, Checkpoint, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -87,10 +87,10 @@ pub struct ChildFailed {
 
 impl fmt::Display for ChildFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "child job {} is {}", self.job, self.status)?;
-        match &self.error {
-            Some(e) => write!(f, ": {e}"),
-            None => Ok(()),
+        match (self.status, &self.error) {
+            (JobStatus::Failed, Some(e)) => write!(f, "child job {} failed: {e}", self.job),
+            (JobStatus::Cancelled, _) => write!(f, "child job {} was cancelled", self.job),
+            (status, _) => write!(f, "child job {} was {status} when its fan-out was decided", self.job),
         }
     }
 }
@@ -286,31 +286,34 @@ impl JobContext {
         }
         let mut results = Vec::with_capacity(children.len());
         for child in children {
-            results.push(match child.status {
-                JobStatus::Completed => {
-                    let bytes = child.result.unwrap_or_default();
-                    let value = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|source| {
-                        Error::Decode { job: child.id, name: child.name.clone(), what: "result", source }
-                    })?;
-                    Ok(value)
-                }
-                status => {
-                    let status = if status.is_terminal() { status } else { self.cancel_child(child.id, status)? };
-                    Err(Failed { job: child.id.0, status: status.as_str().to_owned(), error: child.last_error })
-                }
-            });
+            results.push(self.outcome(child)?);
         }
         self.checkpoint(Checkpoint::value(index, FAN_OUT, crate::call::to_json(&Recorded::Results(results.clone()))))?;
         Ok(results)
     }
 
-    /// Cancels a child the fan-in no longer waits for (and its descendants); a running one is
-    /// left to finish. Returns the status it has now.
-    fn cancel_child(&self, child: JobId, status: JobStatus) -> Result<JobStatus, Error> {
-        Ok(match self.queue.store.cancel(child, self.queue.now())? {
-            durable_jobs_store::CancelOutcome::Cancelled => JobStatus::Cancelled,
-            durable_jobs_store::CancelOutcome::Finished(s) => s,
-            _ => status,
+    /// A child's outcome once its fan-in is decided. A child still waiting to run is cancelled
+    /// (with its descendants); one that is running is left to finish; one that finished
+    /// meanwhile gives its own outcome.
+    fn outcome(&self, mut child: JobRecord) -> Result<Result<serde_json::Value, Failed>, Error> {
+        if !child.status.is_terminal() {
+            let store = &self.queue.store;
+            if store.cancel(child.id, self.queue.now())? == CancelOutcome::Cancelled {
+                child.status = JobStatus::Cancelled;
+            } else {
+                child = store.get(child.id)?.unwrap_or(child);
+            }
+        }
+        if child.status != JobStatus::Completed {
+            let status = child.status.as_str().to_owned();
+            return Ok(Err(Failed { job: child.id.0, status, error: child.last_error }));
+        }
+        let bytes = child.result.unwrap_or_default();
+        serde_json::from_slice(&bytes).map(Ok).map_err(|source| Error::Decode {
+            job: child.id,
+            name: child.name,
+            what: "result",
+            source,
         })
     }
 
