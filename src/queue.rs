@@ -281,12 +281,18 @@ impl Queue {
     }
 
     fn encode<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<Vec<u8>, Error> {
-        let bytes = serde_json::to_vec(args).map_err(|source| Error::Encode {
-            name: name.into(),
-            what: "arguments",
-            source,
-        })?;
-        self.inner.check_size(name, "arguments", bytes.len())?;
+        self.encode_checked(name, "arguments", args)
+    }
+
+    /// Encodes the `what` of `name` as JSON within the payload limit, before any store call.
+    pub(crate) fn encode_checked<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        what: &'static str,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode { name: name.into(), what, source })?;
+        self.inner.check_size(name, what, bytes.len())?;
         Ok(bytes)
     }
 

@@ -184,12 +184,7 @@ impl Queue {
     /// is stored; [`Error::Store`] if the store fails.
     pub fn signal<P: Serialize + ?Sized>(&self, job: JobId, name: &str, payload: &P) -> Result<SignalId, Error> {
         names::validate("signal", name)?;
-        let bytes = serde_json::to_vec(payload).map_err(|source| Error::Encode {
-            name: name.to_owned(),
-            what: "signal payload",
-            source,
-        })?;
-        self.inner.check_size(name, "signal payload", bytes.len())?;
+        let bytes = self.encode_checked(name, "signal payload", payload)?;
         let now = self.inner.now();
         match self.inner.store.signal(job, name, &bytes, now)? {
             SignalOutcome::Sent { id, woke } => {

@@ -255,91 +255,18 @@ fn a_schema_1_database_is_upgraded_in_place_and_finishes_its_jobs() {
 /// signals and children of their own. (The fixture's `T + 2` is 2 µs after `T`.)
 #[test]
 fn a_schema_2_database_is_upgraded_in_place_and_finishes_its_jobs() {
-    use durable_jobs_store::{
-        Checkpoint, ClaimRequest, ClaimToken, Enqueued, FanIn, JobFilter, ReclaimRequest, SignalOutcome, Timestamp,
-    };
-    use std::time::Duration;
-    use JobStatus::{Cancelled, Completed, Failed, Pending, Running, Scheduled, Waiting};
-    const T: i64 = 1_790_000_000_000_000;
+    use durable_jobs_store::conformance::{release_2_fixture_finished, release_2_fixture_runs};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v2.db"), &path).unwrap();
     let store = SqliteStore::open(&path).unwrap();
     store.check_integrity().unwrap();
-    let record = |store: &SqliteStore, id: i64| store.get(JobId(id)).unwrap().unwrap();
-    let before: Vec<JobStatus> = (1..=8).map(|id| record(&store, id).status).collect();
-    assert_eq!(before, [Completed, Failed, Cancelled, Running, Pending, Scheduled, Waiting, Pending]);
-    let tokens: Vec<u64> = (1..=8).map(|id| record(&store, id).token.0).collect();
-    assert_eq!(tokens, [1, 1, 0, 1, 0, 0, 1, 0], "schema 2's claim tokens are kept");
-    for id in 1..=8 {
-        let job = record(&store, id);
-        assert_eq!((job.wait_signal, job.wait_children, job.parent), (None, None, None), "job {id}");
-    }
-    assert_eq!(record(&store, 7).wake_at, Some(Timestamp(T + 2)));
-    assert_eq!(store.checkpoints(JobId(7), 0, 10).unwrap()[0].name, "@sleep");
-    assert!(record(&store, 4).run_started);
-    assert_eq!(store.checkpoints(JobId(4), 2, 10).unwrap()[0].outcome, Err("declined".to_owned()));
-    let uniq = record(&store, 8);
-    assert_eq!((uniq.priority, uniq.timeout), (5, Some(Duration::from_secs(9))));
-    let dup = store.enqueue(&[job("a").unique_key("order-7")]).unwrap();
-    assert_eq!(dup, vec![Enqueued::Duplicate(JobId(8))], "the unique index is kept");
-    assert_eq!(store.signal(JobId(1), "go", b"1", Timestamp::now()).unwrap(), SignalOutcome::Finished(Completed));
-    assert!(store.signals(JobId(1)).unwrap().is_empty());
-
-    let now = Timestamp::now();
-    let secs = |s: u64| now.saturating_add(Duration::from_secs(s));
-    assert_eq!(store.reclaim(&ReclaimRequest::new(now, 10)).unwrap().requeued, vec![JobId(4)], "it had started");
-    let names = ["running-cp", "pending", "waiting", "uniq"];
-    let claimed = store.claim(&ClaimRequest::new("new", now, secs(30)).names(names).limit(10)).unwrap().jobs;
-    let mut seen: Vec<(i64, u64, bool)> = claimed.iter().map(|c| (c.id.0, c.token.0, c.resumed)).collect();
-    seen.sort_unstable();
-    assert_eq!(seen, vec![(4, 2, true), (5, 1, false), (7, 2, true), (8, 1, false)]);
-    let run = |id: i64| claimed.iter().find(|c| c.id == JobId(id)).unwrap().claim();
-    // 7 waits for a signal, 5 for a child; 4 and 8 finish.
-    let writes = [
-        Write::wait_signal(run(7), "go", None),
-        Write::wait_children(run(5), FanIn { index: 1, need: 1, tolerate: 0 }, vec![job("child")]),
-        Write::complete(run(4), b"1".to_vec()),
-        Write::complete(run(8), b"1".to_vec()),
-    ];
-    assert_eq!(store.commit("new", now, &writes).unwrap(), vec![WriteOutcome::Applied; 4]);
-    let child = store.list(&JobFilter::new().parent(JobId(5))).unwrap();
-    assert_eq!(child.len(), 1);
-    assert_eq!(child[0].id, JobId(9), "ids continue after the upgrade");
-    let SignalOutcome::Sent { id: signal, woke: true } = store.signal(JobId(7), "go", b"42", secs(1)).unwrap() else {
-        panic!("the signal did not wake job 7")
-    };
-    let claimed =
-        store.claim(&ClaimRequest::new("new", secs(2), secs(30)).names(["waiting", "child"]).limit(5)).unwrap().jobs;
-    // The child was enqueued at the conformance T0, long before job 7's `run_at` (kept by the wake).
-    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), [JobId(9), JobId(7)], "in claim order");
-    assert_eq!(claimed[0].parent.map(|p| (p.parent, p.index)), Some((JobId(5), 1)));
-    let received = Checkpoint::value(1, "@signal:go", b"42".to_vec());
-    let writes = [
-        Write::receive(claimed[1].claim(), signal, received.clone()),
-        Write::complete(claimed[1].claim(), b"1".to_vec()),
-        Write::complete(claimed[0].claim(), b"1".to_vec()),
-    ];
-    assert_eq!(store.commit("new", secs(3), &writes).unwrap(), vec![WriteOutcome::Applied; 3]);
-    assert_eq!(record(&store, 5).status, Pending, "its child woke it");
-    let parent = store.claim(&ClaimRequest::new("new", secs(4), secs(30)).names(["pending"])).unwrap().jobs;
-    assert_eq!((parent[0].id, parent[0].token), (JobId(5), ClaimToken(2)));
-    assert_eq!(
-        store.commit("new", secs(5), &[Write::complete(parent[0].claim(), b"1".to_vec())]).unwrap(),
-        [WriteOutcome::Applied]
-    );
+    let run = release_2_fixture_runs(&store);
+    assert_eq!(store.get(JobId(9)).unwrap().unwrap().name, "child", "ids continue at 9");
     drop(store);
-
     let store = SqliteStore::open(&path).unwrap();
-    let after: Vec<JobStatus> = (1..=8).map(|id| record(&store, id).status).collect();
-    assert_eq!(after, [Completed, Failed, Cancelled, Completed, Completed, Scheduled, Completed, Completed]);
-    assert_eq!(store.checkpoints(JobId(7), 0, 10).unwrap().last(), Some(&received));
-    assert!(store.signals(JobId(7)).unwrap().is_empty(), "the signal was consumed");
-    assert_eq!(record(&store, 9).status, Completed);
-    let SignalOutcome::Sent { id: next, woke: false } = store.signal(JobId(6), "x", b"1", secs(6)).unwrap() else {
-        panic!("a scheduled job takes signals")
-    };
-    assert!(next > signal, "signal ids continue after a reopen");
+    release_2_fixture_finished(&store, &run);
+    store.check_integrity().unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.query_row("SELECT MAX(version) FROM dj_schema", [], |r| r.get(0)).unwrap();

@@ -27,12 +27,14 @@
 mod cases;
 mod differential;
 mod fencing;
+mod fixtures;
 mod scheduling;
 mod waits;
 
 pub use cases::*;
 pub use differential::*;
 pub use fencing::*;
+pub use fixtures::*;
 pub use scheduling::*;
 pub use waits::*;
 
