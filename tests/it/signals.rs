@@ -151,7 +151,56 @@ pub fn bad_signals_are_refused_and_store_nothing(db: &dyn Backend) {
     assert_eq!(queue.signals(id).unwrap().len(), 1);
 }
 
+/// A workflow whose code changed where a wait was recorded (another signal name, another
+/// number of children, a step) fails for good with a determinism error naming both.
+pub fn a_changed_wait_is_a_determinism_error(db: &dyn Backend) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let queue = db.queue();
+    let version = Arc::new(AtomicU32::new(0));
+    queue.register("leaf", |_: &JobContext, (): ()| -> Result<(), Error> { Ok(()) }).unwrap();
+    let v = version.clone();
+    queue
+        .register("flow", move |ctx: &JobContext, kind: String| -> Result<(), Error> {
+            let changed = v.load(Ordering::SeqCst) > 0;
+            match (kind.as_str(), changed) {
+                ("signal", false) => wait_signal::<()>(ctx, "approved"),
+                ("signal", true) => wait_signal::<()>(ctx, "rejected"),
+                ("children", _) => {
+                    let n = if changed { 3 } else { 2 };
+                    let children = (0..n).map(|_| durable_jobs::Child::new("leaf", &())).collect();
+                    durable_jobs::fan_out::<()>(ctx, children, durable_jobs::FanInStrategy::CollectAll).map(drop)
+                }
+                (_, false) => wait_signal::<()>(ctx, "approved"),
+                (_, true) => ctx.step("approve", || Ok::<_, std::io::Error>(())),
+            }
+        })
+        .unwrap();
+    let ids: Vec<JobId> =
+        ["signal", "children", "step"].iter().map(|k| queue.enqueue("flow", k, JobOptions::new()).unwrap()).collect();
+    for _ in 0..3 {
+        queue.run_one("default").unwrap();
+    }
+    assert!(ids.iter().all(|id| status(&queue, *id) == JobStatus::Waiting));
+    version.store(1, Ordering::SeqCst);
+    queue.signal(ids[0], "approved", &()).unwrap();
+    queue.signal(ids[2], "approved", &()).unwrap();
+    while queue.run_one("default").unwrap().is_some() {}
+    let expected = [
+        ("\"@signal:approved\"", "\"@signal:rejected\""),
+        ("@fan-out of 2 children", "@fan-out of 3 children"),
+        ("\"@signal:approved\"", "\"approve\""),
+    ];
+    for (id, (recorded, called)) in ids.iter().zip(expected) {
+        let info = queue.job(*id).unwrap().unwrap();
+        let error = info.last_error.unwrap_or_default();
+        assert_eq!((info.status, info.attempt), (JobStatus::Failed, 1), "{error}");
+        assert!(error.contains("non-deterministic") && error.contains(recorded) && error.contains(called), "{error}");
+    }
+}
+
 crate::backend_tests!(
+    a_changed_wait_is_a_determinism_error,
     signals_sent_before_the_waits_are_consumed_once_in_order,
     a_signal_wakes_its_waiting_workflow_at_once,
     a_signal_wait_times_out_and_a_sleeper_ignores_signals,
