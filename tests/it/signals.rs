@@ -164,7 +164,6 @@ pub fn a_changed_wait_is_a_determinism_error(db: &dyn Backend) {
         .register("flow", move |ctx: &JobContext, kind: String| -> Result<(), Error> {
             let changed = v.load(Ordering::SeqCst) > 0;
             match (kind.as_str(), changed) {
-                ("signal", false) => wait_signal::<()>(ctx, "approved"),
                 ("signal", true) => wait_signal::<()>(ctx, "rejected"),
                 ("children", _) => {
                     let n = if changed { 3 } else { 2 };
