@@ -227,20 +227,6 @@ mod tests {
         assert!(plan(&conn, ANY_DUE).contains("dj_jobs_due"), "{}", plan(&conn, ANY_DUE));
     }
 
-    /// Claims and promotions set `status`, never `finished_at`: the fan-in trigger (schema.rs)
-    /// is no part of their programs.
-    #[test]
-    fn claims_do_not_carry_the_fan_in_trigger() {
-        let conn = migrated();
-        for sql in [TAKE_BEST, TAKE_CHOSEN, PROMOTE_SCHEDULED, WAKE_WAITING] {
-            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
-            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
-            let ops = stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(1)).expect("ops");
-            let ops: Vec<String> = ops.map(|o| o.expect("op")).collect();
-            assert!(!ops.iter().any(|o| o == "Program"), "a trigger runs in:\n{sql}");
-        }
-    }
-
     /// Claims compile their statements once (PERFORMANCE.md, fact 7): with the store's
     /// connection settings, executing them again recompiles nothing.
     #[test]

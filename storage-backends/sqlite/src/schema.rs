@@ -113,34 +113,10 @@ const WAITS: &str = "
     );
     CREATE INDEX dj_signals_job ON dj_signals (job_id, name, id);
     -- The children of a parent's step: fan-in counts, the cascade of cancel, listing.
-    CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id, parent_idx) WHERE parent_id IS NOT NULL;
-    -- A child that becomes terminal is counted by its parent if the parent waits for the
-    -- children of its step, and wakes the parent once the fan-in is decided (the rule of
-    -- `ChildrenWait::is_decided`); a woken parent keeps its run_at (its place in line). Every
-    -- transition to a terminal status sets finished_at, and updated_at to its now, the time
-    -- the parent is counted at. The trigger watches finished_at rather than status so that
-    -- claims, retries, suspensions and releases (which set status only) do not carry it; the
-    -- statements that do carry it (completions, failures, cancels, requeues) evaluate only the
-    -- WHEN for a job without a parent (PERFORMANCE.md, fact 8).
-    CREATE TRIGGER dj_jobs_child_finished AFTER UPDATE OF finished_at ON dj_jobs
-    WHEN NEW.parent_id IS NOT NULL
-        AND NEW.status IN ('completed', 'failed', 'cancelled')
-        AND OLD.status NOT IN ('completed', 'failed', 'cancelled')
-    BEGIN
-        UPDATE dj_jobs
-        SET fan_succeeded = fan_succeeded + (NEW.status = 'completed'),
-            fan_failed = fan_failed + (NEW.status <> 'completed'),
-            updated_at = NEW.updated_at
-        WHERE id = NEW.parent_id AND status = 'waiting' AND fan_idx = NEW.parent_idx;
-        UPDATE dj_jobs
-        SET status = 'pending', wake_at = NULL, wait_signal = NULL, fan_idx = NULL,
-            fan_need = NULL, fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL
-        WHERE id = NEW.parent_id AND status = 'waiting' AND fan_idx = NEW.parent_idx
-            AND (fan_succeeded >= fan_need OR fan_failed > fan_tolerate OR fan_succeeded + fan_failed >= fan_total);
-    END;";
+    CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id, parent_idx) WHERE parent_id IS NOT NULL;";
 
 /// Names version 3 added: a database of an older version that has one was not made by us.
-const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent", "dj_jobs_child_finished"];
+const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent"];
 
 /// Names this library creates; a database that has one without being ours is refused.
 const OUR_NAMES: &[&str] = &[

@@ -1,12 +1,13 @@
 //! Durable waits as statements: signals (sent, listed, consumed), what a suspension finds when
 //! it waits for a signal or for children it inserts, and the cancel of a job's descendants.
 //!
-//! The fan-in counting itself is the `dj_jobs_child_finished` trigger (schema.rs): it catches
-//! every path by which a child becomes terminal.
+//! A child that becomes terminal is counted by its parent with [`count_finished`], called by
+//! every path that ends a job (complete, fail, reclaim, cancel). Not a trigger: a table with a
+//! row trigger on its completions loses a quarter of its drain rate (PERFORMANCE.md, fact 8).
 
 use durable_jobs_store::transition::{self, WaitState};
 use durable_jobs_store::{ChildOf, ChildrenWait, FanIn, JobId, NewJob, Signal, SignalId, SignalOutcome, Timestamp};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::jobs;
 use crate::rows::{self, Bytes, Json};
@@ -42,8 +43,8 @@ macro_rules! descendants_waiting_to_run {
     };
 }
 
-/// First step of a cascade: the descendants to cancel stop waiting for their children, so
-/// that none counts another as it is cancelled (a parent in the cascade is cancelled too).
+/// First step of a cascade: the descendants to cancel stop waiting (their wait fields are
+/// cleared, as a cancel clears them).
 const FORGET_DESCENDANT_WAITS: &str = descendants_waiting_to_run!(
     "UPDATE dj_jobs SET wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL, fan_tolerate = NULL,
                         fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL"
@@ -54,6 +55,45 @@ const CANCEL_DESCENDANTS: &str = descendants_waiting_to_run!(
     "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
                         lease_until = NULL, run_started = 0"
 );
+
+/// Counts a finished child of job `?1`'s step `?2` (`?3`: 1 if it completed, else 0) at `?4`,
+/// if the parent waits for that step's children.
+const COUNT_FINISHED: &str = "UPDATE dj_jobs
+     SET fan_succeeded = fan_succeeded + ?3, fan_failed = fan_failed + (1 - ?3), updated_at = ?4
+     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2";
+
+/// Wakes job `?1` waiting for its step `?2`'s children if their fan-in is decided (the rule of
+/// `ChildrenWait::is_decided`); it keeps its `run_at` (its place in line).
+const WAKE_IF_DECIDED: &str = "UPDATE dj_jobs
+     SET status = 'pending', wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL,
+         fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL
+     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2
+         AND (fan_succeeded >= fan_need OR fan_failed > fan_tolerate OR fan_succeeded + fan_failed >= fan_total)";
+
+/// The parent link of job `?1`.
+const PARENT_OF: &str = "SELECT parent_id, parent_idx FROM dj_jobs WHERE id = ?1";
+
+/// A job that has just become terminal: its parent, if it waits for it, counts it.
+pub(crate) fn count_finished(
+    conn: &Connection,
+    child: ChildOf,
+    completed: bool,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let (parent, index) = (child.parent.0, child.index);
+    conn.prepare_cached(COUNT_FINISHED)?.execute(params![parent, index, i64::from(completed), now.0])?;
+    conn.prepare_cached(WAKE_IF_DECIDED)?.execute(params![parent, index])?;
+    Ok(())
+}
+
+/// The parent link of `job`, if it has one.
+pub(crate) fn parent_of(conn: &Connection, job: i64) -> rusqlite::Result<Option<ChildOf>> {
+    let link = conn
+        .prepare_cached(PARENT_OF)?
+        .query_row([job], |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<u32>>(1)?)))
+        .optional()?;
+    Ok(link.flatten().map(|(parent, index)| ChildOf { parent: JobId(parent), index }))
+}
 
 /// Stores a signal for `job` and wakes the job if it waits for that name.
 pub(crate) fn signal(

@@ -22,6 +22,18 @@ macro_rules! fenced {
     };
 }
 
+/// A statement ending a run in a terminal status, for a child job (`true`) or a job without a
+/// parent (`false`): both texts are built at compile time.
+macro_rules! terminal {
+    ($child:expr, $set:literal) => {
+        if $child {
+            concat!(ending!($set), " AND parent_id IS NOT NULL")
+        } else {
+            concat!(ending!($set), " AND parent_id IS NULL")
+        }
+    };
+}
+
 /// A statement ending a run: clears the lease and the start mark and sets `updated_at`.
 macro_rules! ending {
     ($set:literal) => {
@@ -61,17 +73,25 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
             waits::consume(conn, job, *signal)?;
             upsert_checkpoint(conn, job, checkpoint, now)?
         }
-        WriteOp::Complete { result, .. } => conn
-            .prepare_cached(ending!("status = 'completed', result = ?5, finished_at = ?3"))?
-            .execute(params![job, worker, now, token, Json(result)])?,
+        WriteOp::Complete { result, .. } => {
+            let ending = |child: bool| -> rusqlite::Result<usize> {
+                conn.prepare_cached(terminal!(child, "status = 'completed', result = ?5, finished_at = ?3"))?
+                    .execute(params![job, worker, now, token, Json(result)])
+            };
+            return ended(conn, job, true, now, ending);
+        }
         WriteOp::Retry { error, run_at, .. } => conn
             .prepare_cached(ending!(
                 "status = CASE WHEN ?6 > ?3 THEN 'scheduled' ELSE 'pending' END, last_error = ?5, run_at = ?6"
             ))?
             .execute(params![job, worker, now, token, error, run_at.0])?,
-        WriteOp::Fail { error, .. } => conn
-            .prepare_cached(ending!("status = 'failed', last_error = ?5, finished_at = ?3"))?
-            .execute(params![job, worker, now, token, error])?,
+        WriteOp::Fail { error, .. } => {
+            let ending = |child: bool| -> rusqlite::Result<usize> {
+                conn.prepare_cached(terminal!(child, "status = 'failed', last_error = ?5, finished_at = ?3"))?
+                    .execute(params![job, worker, now, token, error])
+            };
+            return ended(conn, job, false, now, ending);
+        }
         WriteOp::Suspend { wake_at, signal, fan_in, children, .. } => {
             // A plain sleep waits for nothing else: one statement, as before waits existed.
             let wait = if signal.is_none() && fan_in.is_none() && children.is_empty() {
@@ -109,6 +129,28 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
         _ => return Err(rusqlite::Error::ToSqlConversionFailure("a write this store does not know".into())),
     };
     Ok(changed == 1)
+}
+
+/// Makes a run's job terminal with `ending(child)`, a statement for jobs without a parent
+/// (the common case: one statement) or, if that changed nothing, for a child, which its parent
+/// then counts. Whether the write applied.
+fn ended(
+    conn: &Connection,
+    job: i64,
+    completed: bool,
+    now: i64,
+    ending: impl Fn(bool) -> rusqlite::Result<usize>,
+) -> rusqlite::Result<bool> {
+    if ending(false)? == 1 {
+        return Ok(true);
+    }
+    if ending(true)? == 0 {
+        return Ok(false);
+    }
+    if let Some(child) = waits::parent_of(conn, job)? {
+        waits::count_finished(conn, child, completed, Timestamp(now))?;
+    }
+    Ok(true)
 }
 
 /// Whether `worker` holds run `token` of `job` (read, not written: a checkpoint leaves the
@@ -209,6 +251,11 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
         stmt.execute(params![id, req.now.0, message])?;
         outcome.push(JobId(id));
     }
+    for failed in &out.failed {
+        if let Some(child) = waits::parent_of(conn, failed.0)? {
+            waits::count_finished(conn, child, false, req.now)?;
+        }
+    }
     Ok(out)
 }
 
@@ -231,6 +278,11 @@ pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite:
              WHERE id = ?1",
         )?
         .execute(params![job.0, now.0])?;
+        if let Some(child) = waits::parent_of(conn, job.0)? {
+            waits::count_finished(conn, child, false, now)?;
+        }
+        // Their parents are cancelled with them, or not waiting (running, finished): nothing
+        // to count.
         waits::cancel_descendants(conn, job, now)?;
     }
     Ok(outcome)
