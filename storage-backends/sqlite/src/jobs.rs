@@ -173,5 +173,6 @@ pub(crate) mod tests {
         crate::schema::migrate(&mut conn, 0).expect("migrate");
         let children = plan(&conn, &list_sql(true));
         assert!(children.contains("dj_jobs_parent"), "children list plan:\n{children}");
+        assert!(!children.contains("TEMP B-TREE"), "a page of children is read in order, not sorted:\n{children}");
     }
 }

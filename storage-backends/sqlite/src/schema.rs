@@ -113,7 +113,9 @@ const WAITS: &str = "
     );
     CREATE INDEX dj_signals_job ON dj_signals (job_id, name, id);
     -- The children of a parent's step: fan-in counts, the cascade of cancel, listing.
-    CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id, parent_idx) WHERE parent_id IS NOT NULL;";
+    -- Its entries are (parent_id, id): a parent's children are listed in id order, a page at a
+    -- time, without a sort.
+    CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id) WHERE parent_id IS NOT NULL;";
 
 /// Names version 3 added: a database of an older version that has one was not made by us.
 const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent"];

@@ -57,18 +57,17 @@ const CANCEL_DESCENDANTS: &str = descendants_waiting_to_run!(
 );
 
 /// Counts a finished child of job `?1`'s step `?2` (`?3`: 1 if it completed, else 0) at `?4`,
-/// if the parent waits for that step's children.
+/// if the parent waits for that step's children, and returns the wait as counted.
 const COUNT_FINISHED: &str = "UPDATE dj_jobs
      SET fan_succeeded = fan_succeeded + ?3, fan_failed = fan_failed + (1 - ?3), updated_at = ?4
-     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2";
+     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2
+     RETURNING fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed";
 
-/// Wakes job `?1` waiting for its step `?2`'s children if their fan-in is decided (the rule of
-/// `ChildrenWait::is_decided`); it keeps its `run_at` (its place in line).
-const WAKE_IF_DECIDED: &str = "UPDATE dj_jobs
+/// Wakes waiting job `?1`, whose fan-in is decided; it keeps its `run_at` (its place in line).
+const WAKE_DECIDED: &str = "UPDATE dj_jobs
      SET status = 'pending', wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL,
          fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL
-     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2
-         AND (fan_succeeded >= fan_need OR fan_failed > fan_tolerate OR fan_succeeded + fan_failed >= fan_total)";
+     WHERE id = ?1 AND status = 'waiting'";
 
 /// The parent link of job `?1`.
 const PARENT_OF: &str = "SELECT parent_id, parent_idx FROM dj_jobs WHERE id = ?1";
@@ -81,8 +80,16 @@ pub(crate) fn count_finished(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let (parent, index) = (child.parent.0, child.index);
-    conn.prepare_cached(COUNT_FINISHED)?.execute(params![parent, index, i64::from(completed), now.0])?;
-    conn.prepare_cached(WAKE_IF_DECIDED)?.execute(params![parent, index])?;
+    let counted = conn
+        .prepare_cached(COUNT_FINISHED)?
+        .query_row(params![parent, index, i64::from(completed), now.0], |r| {
+            let rule = FanIn { index, need: r.get(0)?, tolerate: r.get(1)? };
+            Ok(ChildrenWait::new(rule, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    if counted.is_some_and(|wait| wait.is_decided()) {
+        conn.prepare_cached(WAKE_DECIDED)?.execute([parent])?;
+    }
     Ok(())
 }
 
