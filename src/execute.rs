@@ -145,7 +145,7 @@ fn outcome(
         Err(_) if signal.is_cancelled() && timed_out.is_none() => return Outcome::Release,
         Err(failure) => failure_write(queue, job, failure),
     };
-    Outcome::Writes { writes: vec![write], child: job.parent.is_some() }
+    Outcome::Writes { writes: vec![write.with_parent(job.parent)], child: job.parent.is_some() }
 }
 
 /// A retry if attempts remain and the error allows it, else a terminal failure.

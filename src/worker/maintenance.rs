@@ -123,7 +123,7 @@ fn give_up_overruns(shared: &Arc<WorkerShared>, now: Duration) {
         overrun.thread.retire();
         let timeout = job.timeout.unwrap_or_default();
         let failure = Failure::Retry { message: Error::TimedOut { job: job.id, timeout }.to_string(), after: None };
-        let writes = vec![failure_write(&shared.queue, job, failure)];
+        let writes = vec![failure_write(&shared.queue, job, failure).with_parent(job.parent)];
         let _ = shared.committer.send(Commit::Writes { writes, child: job.parent.is_some() });
         shared.replace_stuck_thread();
     }

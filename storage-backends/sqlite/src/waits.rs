@@ -7,6 +7,8 @@
 
 use durable_jobs_store::transition::{self, WaitState};
 use durable_jobs_store::{ChildOf, ChildrenWait, FanIn, JobId, NewJob, Signal, SignalId, SignalOutcome, Timestamp};
+use std::collections::BTreeMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::jobs;
@@ -56,10 +58,10 @@ const CANCEL_DESCENDANTS: &str = descendants_waiting_to_run!(
                         lease_until = NULL, run_started = 0"
 );
 
-/// Counts a finished child of job `?1`'s step `?2` (`?3`: 1 if it completed, else 0) at `?4`,
-/// if the parent waits for that step's children, and returns the wait as counted.
+/// Counts finished children of job `?1`'s step `?2` (`?3` completed, `?4` not) at `?5`, if the
+/// parent waits for that step's children, and returns the wait as counted.
 const COUNT_FINISHED: &str = "UPDATE dj_jobs
-     SET fan_succeeded = fan_succeeded + ?3, fan_failed = fan_failed + (1 - ?3), updated_at = ?4
+     SET fan_succeeded = fan_succeeded + ?3, fan_failed = fan_failed + ?4, updated_at = ?5
      WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2
      RETURNING fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed";
 
@@ -79,18 +81,48 @@ pub(crate) fn count_finished(
     completed: bool,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    let (parent, index) = (child.parent.0, child.index);
-    let counted = conn
-        .prepare_cached(COUNT_FINISHED)?
-        .query_row(params![parent, index, i64::from(completed), now.0], |r| {
-            let rule = FanIn { index, need: r.get(0)?, tolerate: r.get(1)? };
-            Ok(ChildrenWait::new(rule, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
-    if counted.is_some_and(|wait| wait.is_decided()) {
-        conn.prepare_cached(WAKE_DECIDED)?.execute([parent])?;
+    let mut one = FinishedChildren::default();
+    one.add(child, completed);
+    one.count_into(conn, None, now)
+}
+
+/// Children ended by one commit, counted into their parents in one statement per parent and
+/// step (a fan-out's children often end a thousand to a commit).
+#[derive(Debug, Default)]
+pub(crate) struct FinishedChildren(BTreeMap<(i64, u32), (u32, u32)>);
+
+impl FinishedChildren {
+    /// A child of `link` ended, `completed` or not.
+    pub(crate) fn add(&mut self, link: ChildOf, completed: bool) {
+        let (succeeded, failed) = self.0.entry((link.parent.0, link.index)).or_default();
+        *if completed { succeeded } else { failed } += 1;
     }
-    Ok(())
+
+    /// Counts what was added into the parents (only `parent`'s, if given), waking those whose
+    /// fan-in is now decided.
+    pub(crate) fn count_into(
+        &mut self,
+        conn: &Connection,
+        parent: Option<JobId>,
+        now: Timestamp,
+    ) -> rusqlite::Result<()> {
+        let due: Vec<(i64, u32)> =
+            self.0.keys().filter(|(p, _)| parent.is_none_or(|only| only.0 == *p)).copied().collect();
+        for key @ (parent, index) in due {
+            let Some((succeeded, failed)) = self.0.remove(&key) else { continue };
+            let counted = conn
+                .prepare_cached(COUNT_FINISHED)?
+                .query_row(params![parent, index, succeeded, failed, now.0], |r| {
+                    let rule = FanIn { index, need: r.get(0)?, tolerate: r.get(1)? };
+                    Ok(ChildrenWait::new(rule, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?;
+            if counted.is_some_and(|wait| wait.is_decided()) {
+                conn.prepare_cached(WAKE_DECIDED)?.execute([parent])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The parent link of `job`, if it has one.

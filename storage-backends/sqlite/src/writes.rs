@@ -22,15 +22,16 @@ macro_rules! fenced {
     };
 }
 
-/// A statement ending a run in a terminal status, for a child job (`true`) or a job without a
-/// parent (`false`): both texts are built at compile time.
+/// A statement ending a run in a terminal status, for some jobs only: `?6` = 0, a job without
+/// a parent (the common case, tried first without a hint); 1, the child of step `?8` of job
+/// `?7` (the write's hint); 2, any child.
 macro_rules! terminal {
-    ($child:expr, $set:literal) => {
-        if $child {
-            concat!(ending!($set), " AND parent_id IS NOT NULL")
-        } else {
-            concat!(ending!($set), " AND parent_id IS NULL")
-        }
+    ($set:literal) => {
+        concat!(
+            ending!($set),
+            " AND CASE ?6 WHEN 0 THEN parent_id IS NULL WHEN 1 THEN parent_id = ?7 AND parent_idx = ?8
+                         ELSE parent_id IS NOT NULL END"
+        )
     };
 }
 
@@ -48,15 +49,27 @@ pub(crate) fn commit(
     writes: &[Write],
 ) -> rusqlite::Result<Vec<WriteOutcome>> {
     let mut out = Vec::with_capacity(writes.len());
+    let mut finished = waits::FinishedChildren::default();
     for write in writes {
-        let changed = apply(conn, worker, now.0, write)?;
+        if matches!(write.op, WriteOp::Suspend { .. }) {
+            // A suspension counts its children itself: what this batch ended before it first.
+            finished.count_into(conn, Some(write.claim.job), now)?;
+        }
+        let changed = apply(conn, worker, now.0, write, &mut finished)?;
         out.push(if changed { WriteOutcome::Applied } else { WriteOutcome::LeaseLost });
     }
+    finished.count_into(conn, None, now)?;
     Ok(out)
 }
 
-/// Applies one write; `false` if the fence refused it.
-fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::Result<bool> {
+/// Applies one write; `false` if the fence refused it. A child it ends is added to `finished`.
+fn apply(
+    conn: &Connection,
+    worker: &str,
+    now: i64,
+    write: &Write,
+    finished: &mut waits::FinishedChildren,
+) -> rusqlite::Result<bool> {
     let (job, token) = (write.claim.job.0, token_value(write.claim.token));
     let changed = match &write.op {
         WriteOp::Start => conn.prepare_cached(fenced!("run_started = 1"))?.execute(params![job, worker, now, token])?,
@@ -74,11 +87,12 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
             upsert_checkpoint(conn, job, checkpoint, now)?
         }
         WriteOp::Complete { result, .. } => {
-            let ending = |child: bool| -> rusqlite::Result<usize> {
-                conn.prepare_cached(terminal!(child, "status = 'completed', result = ?5, finished_at = ?3"))?
-                    .execute(params![job, worker, now, token, Json(result)])
-            };
-            return ended(conn, job, true, now, ending);
+            let ending =
+                |mode: i64, (parent, index): (i64, u32)| -> rusqlite::Result<usize> {
+                    conn.prepare_cached(terminal!("status = 'completed', result = ?5, finished_at = ?3"))?
+                        .execute(params![job, worker, now, token, Json(result), mode, parent, index])
+                };
+            return ended(conn, write, true, finished, ending);
         }
         WriteOp::Retry { error, run_at, .. } => conn
             .prepare_cached(ending!(
@@ -86,11 +100,11 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
             ))?
             .execute(params![job, worker, now, token, error, run_at.0])?,
         WriteOp::Fail { error, .. } => {
-            let ending = |child: bool| -> rusqlite::Result<usize> {
-                conn.prepare_cached(terminal!(child, "status = 'failed', last_error = ?5, finished_at = ?3"))?
-                    .execute(params![job, worker, now, token, error])
+            let ending = |mode: i64, (parent, index): (i64, u32)| -> rusqlite::Result<usize> {
+                conn.prepare_cached(terminal!("status = 'failed', last_error = ?5, finished_at = ?3"))?
+                    .execute(params![job, worker, now, token, error, mode, parent, index])
             };
-            return ended(conn, job, false, now, ending);
+            return ended(conn, write, false, finished, ending);
         }
         WriteOp::Suspend { wake_at, signal, fan_in, children, .. } => {
             // A plain sleep waits for nothing else: one statement, as before waits existed.
@@ -131,24 +145,24 @@ fn apply(conn: &Connection, worker: &str, now: i64, write: &Write) -> rusqlite::
     Ok(changed == 1)
 }
 
-/// Makes a run's job terminal with `ending(child)`, a statement for jobs without a parent
-/// (the common case: one statement) or, if that changed nothing, for a child, which its parent
-/// then counts. Whether the write applied.
+/// Makes a run's job terminal with `ending(mode, link)` (see [`terminal!`]): as the child the
+/// write's hint names, else as a job without a parent, else as a child found by reading. A
+/// child is added to `finished`. Whether the write applied.
 fn ended(
     conn: &Connection,
-    job: i64,
+    write: &Write,
     completed: bool,
-    now: i64,
-    ending: impl Fn(bool) -> rusqlite::Result<usize>,
+    finished: &mut waits::FinishedChildren,
+    ending: impl Fn(i64, (i64, u32)) -> rusqlite::Result<usize>,
 ) -> rusqlite::Result<bool> {
-    if ending(false)? == 1 {
-        return Ok(true);
-    }
-    if ending(true)? == 0 {
-        return Ok(false);
-    }
-    if let Some(child) = waits::parent_of(conn, job)? {
-        waits::count_finished(conn, child, completed, Timestamp(now))?;
+    let hinted = match write.child_of {
+        Some(link) if ending(1, (link.parent.0, link.index))? == 1 => Some(link),
+        _ if ending(0, (0, 0))? == 1 => return Ok(true),
+        _ if ending(2, (0, 0))? == 1 => waits::parent_of(conn, write.claim.job.0)?,
+        _ => return Ok(false),
+    };
+    if let Some(link) = hinted {
+        finished.add(link, completed);
     }
     Ok(true)
 }

@@ -1,6 +1,6 @@
 //! Writes about running jobs, and the checkpoints some of them carry.
 
-use crate::{Claim, FanIn, NewJob, SignalId, Timestamp};
+use crate::{ChildOf, Claim, FanIn, NewJob, SignalId, Timestamp};
 
 /// A checkpoint: the recorded outcome of one durable step of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,10 @@ pub struct Write {
     pub claim: Claim,
     /// What to write.
     pub op: WriteOp,
+    /// A hint: the run's job is a child of this step ([`ClaimedJob::parent`](crate::ClaimedJob::parent)),
+    /// so its end is counted by the parent's fan-in. A store may use it to find the parent
+    /// without reading; a missing or wrong hint changes no outcome.
+    pub child_of: Option<ChildOf>,
 }
 
 /// What a [`Write`] does.
@@ -101,47 +105,65 @@ pub enum WriteOp {
 impl Write {
     /// Records that the run's handler started.
     pub fn start(claim: Claim) -> Self {
-        Write { claim, op: WriteOp::Start }
+        Write { claim, op: WriteOp::Start, child_of: None }
     }
 
     /// Records a checkpoint.
     pub fn checkpoint(claim: Claim, checkpoint: Checkpoint) -> Self {
-        Write { claim, op: WriteOp::Checkpoint(checkpoint) }
+        Write { claim, op: WriteOp::Checkpoint(checkpoint), child_of: None }
     }
 
     /// Completes the job with `result` (JSON).
     pub fn complete(claim: Claim, result: Vec<u8>) -> Self {
-        Write { claim, op: WriteOp::Complete { result } }
+        Write { claim, op: WriteOp::Complete { result }, child_of: None }
     }
 
     /// Ends the attempt with `error`; the next one may start at `run_at`.
     pub fn retry(claim: Claim, error: impl Into<String>, run_at: Timestamp) -> Self {
-        Write { claim, op: WriteOp::Retry { error: error.into(), run_at } }
+        Write { claim, op: WriteOp::Retry { error: error.into(), run_at }, child_of: None }
     }
 
     /// Fails the job for good with `error`.
     pub fn fail(claim: Claim, error: impl Into<String>) -> Self {
-        Write { claim, op: WriteOp::Fail { error: error.into() } }
+        Write { claim, op: WriteOp::Fail { error: error.into() }, child_of: None }
     }
 
     /// Suspends the job until `wake_at` (or an event).
     pub fn suspend(claim: Claim, wake_at: Option<Timestamp>) -> Self {
-        Write { claim, op: WriteOp::Suspend { wake_at, signal: None, fan_in: None, children: Vec::new() } }
+        Write {
+            claim,
+            op: WriteOp::Suspend { wake_at, signal: None, fan_in: None, children: Vec::new() },
+            child_of: None,
+        }
     }
 
     /// Suspends the job until a signal named `name` is sent to it (or until `wake_at`).
     pub fn wait_signal(claim: Claim, name: impl Into<String>, wake_at: Option<Timestamp>) -> Self {
-        Write { claim, op: WriteOp::Suspend { wake_at, signal: Some(name.into()), fan_in: None, children: Vec::new() } }
+        Write {
+            claim,
+            op: WriteOp::Suspend { wake_at, signal: Some(name.into()), fan_in: None, children: Vec::new() },
+            child_of: None,
+        }
     }
 
     /// Inserts `children` and suspends the job until their fan-in is decided by `fan_in`.
     pub fn wait_children(claim: Claim, fan_in: FanIn, children: Vec<NewJob>) -> Self {
-        Write { claim, op: WriteOp::Suspend { wake_at: None, signal: None, fan_in: Some(fan_in), children } }
+        Write {
+            claim,
+            op: WriteOp::Suspend { wake_at: None, signal: None, fan_in: Some(fan_in), children },
+            child_of: None,
+        }
     }
 
     /// Consumes signal `signal` and records `checkpoint`.
     pub fn receive(claim: Claim, signal: SignalId, checkpoint: Checkpoint) -> Self {
-        Write { claim, op: WriteOp::Receive { signal, checkpoint } }
+        Write { claim, op: WriteOp::Receive { signal, checkpoint }, child_of: None }
+    }
+
+    /// Adds the hint that the run's job is a child of `link` (the field `child_of`).
+    pub fn with_parent(mut self, link: Option<ChildOf>) -> Self {
+        self.child_of = link;
+        self
     }
 
     /// Whether applying this write ends the run (every write but a start, a checkpoint and a

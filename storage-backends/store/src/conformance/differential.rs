@@ -8,7 +8,7 @@ use fastrand::Rng;
 
 use super::{Harness, T0};
 use crate::{
-    Checkpoint, Claim, ClaimRequest, ClaimToken, FanIn, JobFilter, JobId, JobStatus, MemoryStore, NewJob,
+    Checkpoint, ChildOf, Claim, ClaimRequest, ClaimToken, FanIn, JobFilter, JobId, JobStatus, MemoryStore, NewJob,
     ReclaimRequest, RetryPolicy, SignalId, Store, StoreError, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
@@ -225,7 +225,9 @@ impl Run {
                 if self.rng.u8(..10) == 0 {
                     claim.token = ClaimToken(claim.token.0 + 1);
                 }
-                self.write(claim)
+                // A parent hint, right now and then, usually wrong: it must change nothing.
+                let hint = self.rng.bool().then(|| ChildOf { parent: self.job_id(), index: self.rng.u32(0..3) });
+                self.write(claim).with_parent(hint)
             })
             .collect();
         (worker, writes)

@@ -148,7 +148,11 @@ pub fn children_are_inserted_with_the_suspension_and_wake_their_parent(h: &dyn H
     assert!(claimed.iter().all(|c| c.parent == Some(ChildOf { parent, index: 2 })), "a claimed child knows its parent");
     let runs: Vec<_> = claimed.iter().map(crate::ClaimedJob::claim).collect();
     assert_eq!(runs.iter().map(|r| r.job).collect::<Vec<_>>(), vec![kids[2].id, kids[0].id, kids[1].id]);
-    let done: Vec<Write> = runs[..2].iter().map(|r| Write::complete(*r, b"1".to_vec())).collect();
+    // With and without the hint of its parent (ClaimedJob::parent): the same outcome.
+    let done = vec![
+        Write::complete(runs[0], b"1".to_vec()).with_parent(claimed[0].parent),
+        Write::complete(runs[1], b"1".to_vec()),
+    ];
     assert_eq!(commit(&*store, WORKER, at(3), &done), vec![WriteOutcome::Applied; 2]);
     let rec = store.get(parent).unwrap().unwrap();
     let wait = rec.wait_children.unwrap();
