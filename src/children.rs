@@ -1,6 +1,7 @@
 //! Child jobs: a workflow starts ordinary jobs ([`spawn`], [`fan_out`]) and waits, suspended,
 //! for their results.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use durable_jobs_store::{CancelOutcome, Checkpoint, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob};
@@ -284,25 +285,35 @@ impl JobContext {
         if !decided {
             return Err(self.suspend(Suspension { children: Some((rule, Vec::new())), ..Suspension::default() }));
         }
+        // Those still waiting to run are cancelled, in one store call.
+        let unfinished: Vec<JobId> = children.iter().filter(|c| !c.status.is_terminal()).map(|c| c.id).collect();
+        let mut cancels: HashMap<JobId, CancelOutcome> = if unfinished.is_empty() {
+            HashMap::new()
+        } else {
+            let outcomes = self.queue.store.cancel_many(&unfinished, self.queue.now())?;
+            unfinished.iter().copied().zip(outcomes).collect()
+        };
         let mut results = Vec::with_capacity(children.len());
         for child in children {
-            results.push(self.outcome(child)?);
+            let cancel = cancels.remove(&child.id);
+            results.push(self.outcome(child, cancel)?);
         }
         self.checkpoint(Checkpoint::value(index, FAN_OUT, crate::call::to_json(&Recorded::Results(results.clone()))))?;
         Ok(results)
     }
 
-    /// A child's outcome once its fan-in is decided. A child still waiting to run is cancelled
-    /// (with its descendants); one that is running is left to finish; one that finished
-    /// meanwhile gives its own outcome.
-    fn outcome(&self, mut child: JobRecord) -> Result<Result<serde_json::Value, Failed>, Error> {
-        if !child.status.is_terminal() {
-            let store = &self.queue.store;
-            if store.cancel(child.id, self.queue.now())? == CancelOutcome::Cancelled {
-                child.status = JobStatus::Cancelled;
-            } else {
-                child = store.get(child.id)?.unwrap_or(child);
-            }
+    /// A child's outcome once its fan-in is decided, given what cancelling it did if it had
+    /// not finished: cancelled (it was waiting to run), left to finish (running), or its own
+    /// outcome if it finished meanwhile.
+    fn outcome(
+        &self,
+        mut child: JobRecord,
+        cancel: Option<CancelOutcome>,
+    ) -> Result<Result<serde_json::Value, Failed>, Error> {
+        match cancel {
+            Some(CancelOutcome::Cancelled) => child.status = JobStatus::Cancelled,
+            Some(CancelOutcome::Finished(_)) => child = self.queue.store.get(child.id)?.unwrap_or(child),
+            _ => {}
         }
         if child.status != JobStatus::Completed {
             let status = child.status.as_str().to_owned();

@@ -433,6 +433,18 @@ impl Store for SledStore {
         })
     }
 
+    /// One transaction per job, under one hold of the write lock.
+    fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError> {
+        self.locked(|s| {
+            jobs.iter()
+                .map(|&job| {
+                    let descendants = s.descendants_to_cancel(job)?;
+                    s.transact("cancel", |tx| tx.cancel(job, &descendants, now))
+                })
+                .collect()
+        })
+    }
+
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.write("requeue", |tx| {
             let Some(old) = tx.job(job)? else { return Ok(RequeueOutcome::NotFound) };

@@ -206,6 +206,11 @@ impl Store for SqliteStore {
         self.writer.write("cancel", move |c| writes::cancel(c, job, now))
     }
 
+    fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError> {
+        let jobs = jobs.to_vec();
+        self.writer.write("cancel jobs", move |c| jobs.iter().map(|job| writes::cancel(c, *job, now)).collect())
+    }
+
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.writer.write("requeue", move |c| writes::requeue(c, job, now))
     }

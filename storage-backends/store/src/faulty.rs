@@ -224,6 +224,9 @@ impl<S: Store> Store for FaultyStore<S> {
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
         self.call("cancel", |s| s.cancel(job, now))
     }
+    fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError> {
+        self.call("cancel_many", |s| s.cancel_many(jobs, now))
+    }
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.call("requeue", |s| s.requeue(job, now))
     }

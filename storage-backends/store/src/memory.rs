@@ -101,6 +101,18 @@ impl State {
         }
     }
 
+    /// Cancels `job` (and its descendants) if it is waiting to run.
+    fn cancel(&mut self, job: JobId, now: Timestamp) -> CancelOutcome {
+        let Some(record) = self.jobs.get_mut(&job) else { return CancelOutcome::NotFound };
+        let outcome = transition::cancel_outcome(record.status);
+        if outcome == CancelOutcome::Cancelled {
+            transition::cancel(record, now);
+            self.count_if_child(job, now);
+            self.cancel_descendants(job, now);
+        }
+        outcome
+    }
+
     /// Cancels every descendant of `root` that is waiting to run (running ones are left to their
     /// workers), parents before their children.
     fn cancel_descendants(&mut self, root: JobId, now: Timestamp) {
@@ -243,16 +255,12 @@ impl Store for MemoryStore {
     }
 
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
+        Ok(self.state.lock().cancel(job, now))
+    }
+
+    fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError> {
         let mut st = self.state.lock();
-        let Some(job) = st.jobs.get_mut(&job) else { return Ok(CancelOutcome::NotFound) };
-        let outcome = transition::cancel_outcome(job.status);
-        if outcome == CancelOutcome::Cancelled {
-            let id = job.id;
-            transition::cancel(job, now);
-            st.count_if_child(id, now);
-            st.cancel_descendants(id, now);
-        }
-        Ok(outcome)
+        Ok(jobs.iter().map(|job| st.cancel(*job, now)).collect())
     }
 
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {

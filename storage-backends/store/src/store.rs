@@ -162,6 +162,18 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage is busy, full or failing.
     fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError>;
 
+    /// Cancels each of `jobs` as [`cancel`](Self::cancel) does, in order, and returns one
+    /// outcome per job. Each job's cancel is atomic; memory and SQLite do the whole call in one
+    /// transaction (a fan-out decided early cancels thousands of children with one call).
+    ///
+    /// Repeat: [`CancelOutcome::Finished`] for the jobs cancelled the first time.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing (some jobs may have been
+    /// cancelled where the backend does not use one transaction).
+    fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError>;
+
     /// Gives a `Failed` or `Cancelled` job a fresh set of attempts: `Pending` at
     /// `run_at = now` with `attempt = 0`, `confirm_start` cleared and `finished_at` cleared;
     /// `last_error` and the checkpoints are kept, so a workflow resumes after its last recorded
@@ -262,6 +274,9 @@ macro_rules! forward_store {
             }
             fn cancel(&self, job: JobId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
                 (**self).cancel(job, now)
+            }
+            fn cancel_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<CancelOutcome>, StoreError> {
+                (**self).cancel_many(jobs, now)
             }
             fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
                 (**self).requeue(job, now)

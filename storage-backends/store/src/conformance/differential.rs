@@ -132,9 +132,13 @@ impl Run {
                 let req = ReclaimRequest::new(self.now, self.rng.usize(1..=4)).dead_workers(dead);
                 self.check("reclaim", reference.reclaim(&req), tested.reclaim(&req));
             }
-            77..=80 => {
+            77..=79 => {
                 let id = self.job_id();
                 self.check("cancel", reference.cancel(id, self.now), tested.cancel(id, self.now));
+            }
+            80 => {
+                let ids: Vec<JobId> = (0..self.rng.usize(0..4)).map(|_| self.job_id()).collect();
+                self.check("cancel_many", reference.cancel_many(&ids, self.now), tested.cancel_many(&ids, self.now));
             }
             81..=84 => {
                 let id = self.job_id();

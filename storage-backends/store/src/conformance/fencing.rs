@@ -225,6 +225,16 @@ pub fn cancel_reports_what_it_did(h: &dyn Harness) {
     let second = insert(&*store, std::slice::from_ref(&keyed))[0];
     assert_eq!(store.cancel(second, at(6)).unwrap(), CancelOutcome::Cancelled);
     assert!(matches!(store.enqueue(&[keyed]).unwrap()[0], crate::Enqueued::New(_)));
+    // Many at once: each as `cancel` does.
+    let more = insert(&*store, &[job("a"), job("b")]);
+    let running = claim_runs(&*store, WORKER, 1, at(7))[0].job;
+    let unknown = crate::JobId(more[1].0 + 100);
+    let many = store.cancel_many(&[more[1], running, ids[0], unknown, more[1]], at(8)).unwrap();
+    let finished = CancelOutcome::Finished;
+    let expected = [CancelOutcome::Cancelled, CancelOutcome::Running, finished(JobStatus::Completed)];
+    assert_eq!(many[..3], expected);
+    assert_eq!(many[3..], [CancelOutcome::NotFound, finished(JobStatus::Cancelled)]);
+    assert_eq!(store.get(more[1]).unwrap().unwrap().finished_at, Some(at(8)));
 }
 
 /// Requeueing gives a failed or cancelled job its attempts back, keeping its checkpoints, and
