@@ -61,7 +61,9 @@ impl FanInStrategy {
             FanInStrategy::FailFast => (total, 0),
             FanInStrategy::CollectAll => (total, total),
             FanInStrategy::Threshold(f) if (0.0..=1.0).contains(&f) => {
-                let need = (f * f64::from(total)).ceil() as u32;
+                // Rounded up, but not past an exact product that floating point overshoots
+                // (0.07 × 100 is 7.000000000000001).
+                let need = (f * f64::from(total) - 1e-9).ceil().max(0.0) as u32;
                 (need, total - need.min(total))
             }
             FanInStrategy::Threshold(_) => {
@@ -336,12 +338,29 @@ impl JobContext {
             let page = self.queue.store.list(&filter)?;
             let Some(last) = page.last().map(|c| c.id) else { break };
             let full = page.len() == PAGE;
-            found.extend(page.into_iter().filter(|c| c.parent.is_some_and(|p| p.index == index)));
+            let mine = Some(durable_jobs_store::ChildOf { parent: self.id(), index });
+            found.extend(page.into_iter().filter(|c| c.parent == mine));
             if !full {
                 break;
             }
             filter = filter.after(last);
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threshold_needs_its_fraction_rounded_up_exactly() {
+        let need = |f: f64, n: u32| FanInStrategy::Threshold(f).rule(0, n).map(|r| (r.need, r.tolerate)).ok();
+        assert_eq!(need(0.07, 100), Some((7, 93)));
+        assert_eq!(need(0.56, 100), Some((56, 44)));
+        assert_eq!(need(0.5, 3), Some((2, 1)));
+        assert_eq!(need(1.0, 4), Some((4, 0)));
+        assert_eq!(need(0.0, 4), Some((0, 4)));
+        assert_eq!(need(1.5, 4), None);
     }
 }

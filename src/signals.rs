@@ -66,7 +66,7 @@ pub fn wait_signal<T: DeserializeOwned>(ctx: &JobContext, name: &str) -> Result<
 /// Waits durably for a signal named `name`, as [`wait_signal`] does, for at most `timeout`:
 /// `Ok(None)` once the timeout has passed with no signal. The deadline is fixed when the wait
 /// first runs and recorded, so a replay after a restart waits only what is left. A signal sent
-/// after the timeout stays pending for a later wait.
+/// after the wait has recorded its timeout stays pending for a later wait.
 ///
 /// ```
 /// use std::time::Duration;
