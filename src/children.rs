@@ -226,6 +226,12 @@ impl JobContext {
         let total = u32::try_from(children.len()).unwrap_or(u32::MAX);
         let rule = strategy.rule(index, total)?;
         match self.recorded_value::<Recorded>(index, FAN_OUT)? {
+            Some(Recorded::Results(results)) if results.len() != children.len() => Err(Error::Determinism {
+                job: self.id(),
+                index,
+                recorded: format!("{FAN_OUT} of {} children", results.len()),
+                called: format!("{FAN_OUT} of {total} children"),
+            }),
             Some(Recorded::Results(results)) => Ok(results),
             Some(Recorded::Started { children: started }) if started != total => Err(Error::Determinism {
                 job: self.id(),

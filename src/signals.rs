@@ -54,7 +54,9 @@ enum Recorded {
 /// # Errors
 ///
 /// [`Error::Suspended`] to return from the handler; [`Error::Decode`] (naming the job and the
-/// signal) if the payload does not decode as `T` (the signal stays pending);
+/// signal) if the payload does not decode as `T`: the signal is received all the same (a bad
+/// payload cannot block the signals behind it) and its payload kept in the wait's checkpoint,
+/// so a handler may catch the error and wait again, and a job requeued after a fix receives it;
 /// [`Error::InvalidName`] for a bad name; [`Error::Determinism`] if another step was recorded
 /// at this position; [`Error::WaitInStep`] inside a step; [`Error::LeaseLost`] or
 /// [`Error::Store`] if receiving could not be recorded.
@@ -126,6 +128,12 @@ impl JobContext {
                 return Err(Error::Determinism { job: self.id(), index, recorded, called });
             }
             Some(Recorded::TimedOut) => return Ok(None),
+            // A wait with a deadline cannot replay as one without, nor the other way round.
+            Some(Recorded::Waiting { until }) if until.is_some() != timeout.is_some() => {
+                let with = |t: bool| format!("{step} ({} a timeout)", if t { "with" } else { "without" });
+                let (recorded, called) = (with(until.is_some()), with(timeout.is_some()));
+                return Err(Error::Determinism { job: self.id(), index, recorded, called });
+            }
             Some(Recorded::Waiting { until }) => until.map(Timestamp),
             None => timeout.map(|t| now.saturating_add(t)),
         };
@@ -137,10 +145,12 @@ impl JobContext {
                 what: "signal",
                 source,
             })?;
-            let typed = self.decode_signal(name, value.clone())?;
-            let checkpoint = Checkpoint::value(index, step, crate::call::to_json(&Recorded::Received(value)));
+            // Received (and recorded) even if it does not decode as `T`, so that a bad payload
+            // cannot block the signals behind it: the error is the wait's outcome, and a replay
+            // with code that can decode it receives it.
+            let checkpoint = Checkpoint::value(index, step, crate::call::to_json(&Recorded::Received(value.clone())));
             self.write(Write::receive(self.claim(), signal.id, checkpoint))?;
-            return Ok(Some(typed));
+            return self.decode_signal(name, value).map(Some);
         }
         if until.is_some_and(|u| u <= now) {
             self.checkpoint(Checkpoint::value(index, step, crate::call::to_json(&Recorded::TimedOut)))?;
