@@ -191,7 +191,58 @@ pub fn bad_children_start_nothing(db: &dyn Backend) {
     assert!(ids.iter().all(|id| children(&queue, *id).is_empty()), "no child was started");
 }
 
+/// A failed child requeued while its parent still waits is counted again when it ends: the
+/// parent may wake before every child has finished, finds the fan-in undecided and waits again.
+/// It completes once, with every child's final result, its steps run once.
+pub fn a_child_requeued_while_its_parent_waits_is_gathered_once(db: &dyn Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let queue = db.queue();
+    let (ledger, broken) = (Ledger::default(), Arc::new(AtomicBool::new(true)));
+    let (l, b) = (ledger.clone(), broken.clone());
+    queue
+        .register("leaf", move |_: &JobContext, n: u32| -> Result<u32, Error> {
+            l.record(format!("leaf {n}"));
+            if n == 0 && b.load(Ordering::SeqCst) {
+                return Err(Error::permanent(std::io::Error::other("leaf 0 is broken")));
+            }
+            Ok(n)
+        })
+        .unwrap();
+    let l = ledger.clone();
+    queue
+        .register("parent", move |ctx: &JobContext, (): ()| -> Result<Vec<u32>, Error> {
+            ctx.step("before", || Ok::<_, std::io::Error>(l.record("before")))?;
+            // Leaf 2 runs in its own queue, when the test says.
+            let children = vec![
+                Child::new("leaf", &0),
+                Child::new("leaf", &1),
+                Child::new("leaf", &2).options(JobOptions::new().queue("later")),
+            ];
+            let results = fan_out::<u32>(ctx, children, FanInStrategy::CollectAll)?;
+            results.into_iter().map(|r| r.map_err(Error::ChildFailed)).collect()
+        })
+        .unwrap();
+    let id = queue.enqueue("parent", &(), JobOptions::new()).unwrap();
+    queue.run_one("default").unwrap();
+    let leaf0 = children(&queue, id)[0].id;
+    assert_eq!(queue.run_one("default").unwrap(), Some(leaf0));
+    assert_eq!(queue.job(leaf0).unwrap().unwrap().status, JobStatus::Failed);
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(queue.requeue(leaf0).unwrap(), durable_jobs::RequeueOutcome::Requeued);
+    while queue.run_one("default").unwrap().is_some() {}
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!(info.status, JobStatus::Waiting, "leaf 2 has not run: {info:?}");
+    while queue.run_one("later").unwrap().is_some() || queue.run_one("default").unwrap().is_some() {}
+    assert_eq!(queue.result::<Vec<u32>>(id).unwrap(), [0, 1, 2]);
+    let info = queue.job(id).unwrap().unwrap();
+    assert_eq!((info.status, info.attempt), (JobStatus::Completed, 1));
+    assert_eq!(ledger.count("before"), 1);
+    assert_eq!((ledger.count("leaf 0"), ledger.count("leaf 1"), ledger.count("leaf 2")), (2, 1, 1));
+}
+
 crate::backend_tests!(
+    a_child_requeued_while_its_parent_waits_is_gathered_once,
     a_fan_out_collects_all_results_in_order,
     a_fail_fast_fan_out_stops_at_the_first_failure,
     a_threshold_fan_out_wakes_at_its_fraction,
