@@ -230,6 +230,8 @@ pub struct Reclaimed {
     pub failed: Vec<JobId>,
     /// Not charged (the run's start was not recorded): pending with the attempt given back.
     pub released: Vec<JobId>,
+    /// A cancel was asked for while they ran: cancelled.
+    pub cancelled: Vec<JobId>,
 }
 
 impl Reclaimed {
@@ -240,6 +242,6 @@ impl Reclaimed {
 
     /// How many jobs were reclaimed.
     pub fn len(&self) -> usize {
-        self.requeued.len() + self.failed.len() + self.released.len()
+        self.requeued.len() + self.failed.len() + self.released.len() + self.cancelled.len()
     }
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex};
 
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, Store, StoreError,
-    StoreErrorKind, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
+    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
+    Signal, SignalOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 
 /// Which calls fail, counting every call from 1 (of any method, from any thread).
@@ -207,10 +207,10 @@ impl<S: Store> Store for FaultyStore<S> {
             s.commit(worker, now, writes)
         })
     }
-    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError> {
         self.call("renew", |s| {
             if self.stalled_renewals.load(Ordering::SeqCst) {
-                return Ok(Vec::new());
+                return Ok(Renewal::default());
             }
             s.renew(worker, claims, lease_until)
         })
@@ -229,6 +229,30 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.call("requeue", |s| s.requeue(job, now))
+    }
+    fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError> {
+        self.call("requeue_many", |s| s.requeue_many(jobs, now))
+    }
+    fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError> {
+        self.call("pause", |s| s.pause(job, now))
+    }
+    fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError> {
+        self.call("resume", |s| s.resume(job, now))
+    }
+    fn pause_queue(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        self.call("pause_queue", |s| s.pause_queue(queue, paused, now))
+    }
+    fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        self.call("paused_queues", Store::paused_queues)
+    }
+    fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError> {
+        self.call("purge", |s| s.purge(req))
+    }
+    fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError> {
+        self.call("delete", |s| s.delete(jobs))
+    }
+    fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        self.call("lead", |s| s.lead(role, holder, now, until))
     }
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
         self.call("signal", |s| s.signal(job, name, payload, now))

@@ -17,6 +17,8 @@ pub struct JobFilter {
     pub name: Option<String>,
     /// Only children of this job.
     pub parent: Option<JobId>,
+    /// Only jobs whose `last_error` contains this text (case-sensitive).
+    pub error_contains: Option<String>,
     /// Only jobs with a greater id.
     pub after: Option<JobId>,
     /// At most this many.
@@ -27,7 +29,16 @@ pub struct JobFilter {
 
 impl Default for JobFilter {
     fn default() -> Self {
-        JobFilter { status: None, queue: None, name: None, parent: None, after: None, limit: 100, offset: 0 }
+        JobFilter {
+            status: None,
+            queue: None,
+            name: None,
+            parent: None,
+            error_contains: None,
+            after: None,
+            limit: 100,
+            offset: 0,
+        }
     }
 }
 
@@ -61,6 +72,12 @@ impl JobFilter {
         self
     }
 
+    /// Only jobs whose last error contains `text` (case-sensitive).
+    pub fn error_contains(mut self, text: impl Into<String>) -> Self {
+        self.error_contains = Some(text.into());
+        self
+    }
+
     /// Only jobs with an id greater than `id` (the next page after a page ending at `id`).
     pub fn after(mut self, id: JobId) -> Self {
         self.after = Some(id);
@@ -85,6 +102,7 @@ impl JobFilter {
             && self.queue.as_ref().is_none_or(|q| *q == job.queue)
             && self.name.as_ref().is_none_or(|n| *n == job.name)
             && self.parent.is_none_or(|p| job.parent.is_some_and(|c| c.parent == p))
+            && self.error_contains.as_deref().is_none_or(|t| job.last_error.as_deref().is_some_and(|e| e.contains(t)))
             && self.after.is_none_or(|a| job.id > a)
     }
 }
@@ -121,8 +139,9 @@ pub enum CancelOutcome {
     Cancelled,
     /// No job has this id.
     NotFound,
-    /// The job is running; it is left to its worker.
-    Running,
+    /// The job is running: it is asked to stop (its worker is told, at its next heartbeat from
+    /// another process) and ends `Cancelled` unless it completes first. Repeating says so again.
+    Requested,
     /// The job had already finished (completed, failed or cancelled).
     Finished(JobStatus),
 }

@@ -276,6 +276,9 @@ pub struct JobRecord {
     /// Set once a run was lost before its start was recorded: every later run records its
     /// start before its handler runs, so that a job that kills its worker is charged.
     pub confirm_start: bool,
+    /// While running: a cancel was asked for ([`Store::cancel`](crate::Store::cancel)); the run
+    /// ends `Cancelled` unless it completes.
+    pub cancel_requested: bool,
     /// The worker holding the lease while running.
     pub locked_by: Option<String>,
     /// The lease expiry while running.
@@ -329,6 +332,7 @@ impl JobRecord {
             token: ClaimToken(0),
             run_started: false,
             confirm_start: false,
+            cancel_requested: false,
             locked_by: None,
             lease_until: None,
             wake_at: None,

@@ -28,6 +28,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod claim;
+mod control;
 mod error;
 mod inspect;
 mod job;
@@ -46,6 +47,7 @@ pub mod conformance;
 pub mod faulty;
 
 pub use claim::{Claim, ClaimRequest, ClaimToken, Claimed, ClaimedJob, ReclaimRequest, Reclaimed};
+pub use control::{DeleteOutcome, PauseOutcome, PurgeRequest, Renewal, ResumeOutcome};
 pub use error::{StoreError, StoreErrorKind};
 pub use inspect::{CancelOutcome, Capabilities, JobFilter, RequeueOutcome, StatusCount};
 pub use job::{Enqueued, JobId, JobRecord, JobStatus, NewJob, RetryPolicy, UnknownStatus};

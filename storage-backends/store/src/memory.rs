@@ -1,15 +1,16 @@
 //! `MemoryStore`: the reference implementation of the [`Store`] contract.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::transition::{self, Recovery, WaitState};
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, ChildOf, ChildrenWait, Claim, ClaimRequest, Claimed, Enqueued, JobFilter,
-    JobId, JobRecord, JobStatus, NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalId, SignalOutcome,
-    StatusCount, Store, StoreError, Timestamp, Write, WriteOp, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, ChildOf, ChildrenWait, Claim, ClaimRequest, Claimed, DeleteOutcome,
+    Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
+    Renewal, RequeueOutcome, ResumeOutcome, Signal, SignalId, SignalOutcome, StatusCount, Store, StoreError,
+    StoreErrorKind, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -36,6 +37,9 @@ struct State {
     checkpoints: BTreeMap<(JobId, u32), Checkpoint>,
     last_signal: i64,
     signals: BTreeMap<SignalId, Signal>,
+    paused_queues: BTreeSet<String>,
+    /// Role → (holder, lease end).
+    leads: BTreeMap<String, (String, Timestamp)>,
 }
 
 impl MemoryStore {
@@ -68,6 +72,9 @@ impl State {
     /// Inserts a suspension's children and reads what its wait finds.
     fn prepare_wait(&mut self, job: JobId, op: &WriteOp) -> WaitState {
         let WriteOp::Suspend { signal, fan_in, children, .. } = op else { return WaitState::default() };
+        if self.jobs.get(&job).is_some_and(|j| transition::ends_cancelled(j, op)) {
+            return WaitState::default();
+        }
         for child in children {
             let mut child = child.clone();
             child.parent = fan_in.map(|f| ChildOf { parent: job, index: f.index }).or(child.parent);
@@ -101,11 +108,42 @@ impl State {
         }
     }
 
-    /// Cancels `job` (and its descendants) if it is waiting to run.
+    fn requeue(&mut self, job: JobId, now: Timestamp) -> RequeueOutcome {
+        let Some(record) = self.jobs.get(&job) else { return RequeueOutcome::NotFound };
+        if let Some(refusal) = transition::requeue_refusal(record.status) {
+            return refusal;
+        }
+        if let Some(key) = record.unique_key.as_deref() {
+            if let Some(holder) = self.jobs.values().find(|j| j.id != job && transition::holds_key(j, key, None)) {
+                return RequeueOutcome::KeyTaken(holder.id);
+            }
+        }
+        if let Some(record) = self.jobs.get_mut(&job) {
+            transition::requeue(record, now);
+        }
+        RequeueOutcome::Requeued
+    }
+
+    /// Whether `job`'s parent exists and has not finished.
+    fn parent_live(&self, job: &JobRecord) -> bool {
+        job.parent.and_then(|p| self.jobs.get(&p.parent)).is_some_and(|p| p.status.is_live())
+    }
+
+    /// Deletes a job with its checkpoints and signals.
+    fn remove(&mut self, job: JobId) {
+        self.jobs.remove(&job);
+        let steps: Vec<(JobId, u32)> = self.checkpoints.range((job, 0)..=(job, u32::MAX)).map(|(k, _)| *k).collect();
+        for step in steps {
+            self.checkpoints.remove(&step);
+        }
+        self.signals.retain(|_, s| s.job != job);
+    }
+
+    /// Cancels `job` (and its descendants) if it has not finished.
     fn cancel(&mut self, job: JobId, now: Timestamp) -> CancelOutcome {
         let Some(record) = self.jobs.get_mut(&job) else { return CancelOutcome::NotFound };
         let outcome = transition::cancel_outcome(record.status);
-        if outcome == CancelOutcome::Cancelled {
+        if matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested) {
             transition::cancel(record, now);
             self.count_if_child(job, now);
             self.cancel_descendants(job, now);
@@ -113,8 +151,8 @@ impl State {
         outcome
     }
 
-    /// Cancels every descendant of `root` that is waiting to run (running ones are left to their
-    /// workers), parents before their children.
+    /// Cancels every descendant of `root` that has not finished (running ones are asked to
+    /// stop), parents before their children.
     fn cancel_descendants(&mut self, root: JobId, now: Timestamp) {
         let mut parents = vec![root];
         // Parent links come from callers: a loop must not make this endless.
@@ -123,11 +161,7 @@ impl State {
             let children: Vec<JobId> =
                 self.jobs.values().filter(|j| j.parent.is_some_and(|c| c.parent == parent)).map(|j| j.id).collect();
             for child in children {
-                if let Some(job) = self
-                    .jobs
-                    .get_mut(&child)
-                    .filter(|j| transition::cancel_outcome(j.status) == CancelOutcome::Cancelled)
-                {
+                if let Some(job) = self.jobs.get_mut(&child).filter(|j| j.status.is_live()) {
                     transition::cancel(job, now);
                     self.count_if_child(child, now);
                 }
@@ -162,6 +196,7 @@ impl Store for MemoryStore {
             return Ok(Claimed::default());
         }
         let mut st = self.state.lock();
+        let req = &transition::unpaused(req, &st.paused_queues);
         for job in st.jobs.values_mut() {
             transition::promote(job, req);
         }
@@ -210,16 +245,21 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError> {
         let mut st = self.state.lock();
-        let mut lost = Vec::new();
+        let mut out = Renewal::default();
         for &claim in claims {
             match st.jobs.get_mut(&claim.job).filter(|j| transition::holds(j, worker, claim)) {
-                Some(job) => job.lease_until = Some(lease_until),
-                None => lost.push(claim),
+                Some(job) => {
+                    job.lease_until = Some(lease_until);
+                    if job.cancel_requested {
+                        out.cancelled.push(claim);
+                    }
+                }
+                None => out.lost.push(claim),
             }
         }
-        Ok(lost)
+        Ok(out)
     }
 
     fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
@@ -229,6 +269,7 @@ impl Store for MemoryStore {
             if let Some(job) = st.jobs.get_mut(&claim.job).filter(|j| transition::holds(j, worker, claim)) {
                 transition::release(job, now);
                 released += 1;
+                st.count_if_child(claim.job, now);
             }
         }
         Ok(released)
@@ -245,10 +286,11 @@ impl Store for MemoryStore {
                 Recovery::Requeued => &mut out.requeued,
                 Recovery::Failed => &mut out.failed,
                 Recovery::Released => &mut out.released,
+                Recovery::Cancelled => &mut out.cancelled,
             };
             outcome.push(job.id);
         }
-        for &failed in &out.failed {
+        for &failed in out.failed.iter().chain(&out.cancelled) {
             st.count_if_child(failed, req.now);
         }
         Ok(out)
@@ -264,20 +306,87 @@ impl Store for MemoryStore {
     }
 
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
+        Ok(self.state.lock().requeue(job, now))
+    }
+
+    fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError> {
         let mut st = self.state.lock();
-        let Some(record) = st.jobs.get(&job) else { return Ok(RequeueOutcome::NotFound) };
-        if let Some(refusal) = transition::requeue_refusal(record.status) {
-            return Ok(refusal);
+        Ok(jobs.iter().map(|job| st.requeue(*job, now)).collect())
+    }
+
+    fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError> {
+        let mut st = self.state.lock();
+        let Some(record) = st.jobs.get_mut(&job) else { return Ok(PauseOutcome::NotFound) };
+        let outcome = transition::pause_outcome(record.status);
+        if outcome == PauseOutcome::Paused {
+            transition::pause(record, now);
         }
-        if let Some(key) = record.unique_key.as_deref() {
-            if let Some(holder) = st.jobs.values().find(|j| j.id != job && transition::holds_key(j, key, None)) {
-                return Ok(RequeueOutcome::KeyTaken(holder.id));
+        Ok(outcome)
+    }
+
+    fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError> {
+        let mut st = self.state.lock();
+        let Some(record) = st.jobs.get(&job) else { return Ok(ResumeOutcome::NotFound) };
+        let waits_for = record.wait_signal.clone();
+        let pending = waits_for.is_some_and(|name| st.signals.values().any(|s| s.job == job && s.name == name));
+        Ok(st.jobs.get_mut(&job).map_or(ResumeOutcome::NotFound, |j| transition::resume(j, now, pending)))
+    }
+
+    fn pause_queue(&self, queue: &str, paused: bool, _now: Timestamp) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        if paused {
+            st.paused_queues.insert(queue.to_owned());
+        } else {
+            st.paused_queues.remove(queue);
+        }
+        Ok(())
+    }
+
+    fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.state.lock().paused_queues.iter().cloned().collect())
+    }
+
+    fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError> {
+        if req.status.is_live() {
+            return Err(StoreError::new(StoreErrorKind::InvalidInput, format!("cannot purge {} jobs", req.status)));
+        }
+        let mut st = self.state.lock();
+        let mut old: Vec<(Timestamp, JobId)> = st
+            .jobs
+            .values()
+            .filter(|j| j.status == req.status && j.finished_at.is_some_and(|f| f < req.finished_before))
+            .filter(|j| transition::delete_outcome(j, st.parent_live(j)) == DeleteOutcome::Deleted)
+            .filter_map(|j| Some((j.finished_at?, j.id)))
+            .collect();
+        old.sort_unstable();
+        old.truncate(req.limit);
+        for (_, id) in &old {
+            st.remove(*id);
+        }
+        Ok(old.len())
+    }
+
+    fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError> {
+        let mut st = self.state.lock();
+        let mut out = Vec::with_capacity(jobs.len());
+        for id in jobs {
+            let outcome =
+                st.jobs.get(id).map_or(DeleteOutcome::NotFound, |j| transition::delete_outcome(j, st.parent_live(j)));
+            if outcome == DeleteOutcome::Deleted {
+                st.remove(*id);
             }
+            out.push(outcome);
         }
-        if let Some(record) = st.jobs.get_mut(&job) {
-            transition::requeue(record, now);
+        Ok(out)
+    }
+
+    fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        let mut st = self.state.lock();
+        let free = st.leads.get(role).is_none_or(|(h, end)| h == holder || *end < now);
+        if free {
+            st.leads.insert(role.to_owned(), (holder.to_owned(), until));
         }
-        Ok(RequeueOutcome::Requeued)
+        Ok(free)
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

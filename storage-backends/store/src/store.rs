@@ -4,9 +4,9 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, StoreError, Timestamp,
-    Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
+    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
+    Signal, SignalOutcome, StatusCount, StoreError, Timestamp, Write, WriteOutcome,
 };
 
 /// Durable storage for jobs and checkpoints.
@@ -67,7 +67,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// First, in the requested queues, every `Scheduled` job with `run_at <= req.now` becomes
     /// `Pending`, and every `Waiting` job with `wake_at <= req.now` becomes `Pending` with
-    /// `run_at = wake_at` (both with `updated_at = req.now`). Then the ready jobs (`Pending`, in
+    /// `run_at = wake_at` (both with `updated_at = req.now`). Paused queues
+    /// ([`pause_queue`](Self::pause_queue)) are left out of the request, read in the same
+    /// transaction: nothing of theirs is promoted, claimed or reported due. Then the ready jobs (`Pending`, in
     /// one of `req.queues`, with a name in `req.names`, not in `req.exclude`) are taken in
     /// order of priority (highest first), then `run_at`, then id. Each becomes `Running` with
     /// `attempt + 1`, `token + 1`, `locked_by = req.worker`, `lease_until = req.lease_until`,
@@ -90,7 +92,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// Returns one outcome per write, in order. A refused write ([`WriteOutcome::LeaseLost`])
     /// does not prevent the others from applying, and a write that ends a run (complete, retry,
-    /// fail, suspend) makes later writes about that run in the same batch refused. Terminal
+    /// fail, suspend) makes later writes about that run in the same batch refused. A run whose
+    /// job was asked to cancel ([`cancel`](Self::cancel)) and that ends other than by completing
+    /// (retry, fail, suspend) ends `Cancelled` (a retry's or failure's error kept as
+    /// `last_error`; a suspension's checkpoint is written, its children are not inserted). Terminal
     /// writes set `finished_at = now`; every write that ends a run clears the lease and sets
     /// `updated_at = now`. A start sets `run_started` and nothing else; a checkpoint leaves the
     /// job's record unchanged and replaces any checkpoint at the same `(job, index)`; a receive
@@ -111,17 +116,21 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Extends the leases of `claims` held by `worker` to `lease_until`.
     ///
     /// Returns the runs whose lease could not be renewed because they no longer hold their job
-    /// (reclaimed, finished, released, claimed again): their holder must stop writing.
+    /// (reclaimed, finished, released, claimed again: their holder must stop writing), and the
+    /// runs renewed whose job was asked to cancel (their handler should stop), each in the
+    /// order of `claims`.
     ///
     /// Repeat: idempotent.
     ///
     /// # Errors
     ///
     /// A retryable error if the storage is busy, full or failing.
-    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError>;
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError>;
 
     /// Returns runs still holding their job under `worker` to `Pending` without charging the
-    /// attempt (`attempt - 1`), keeping their `run_at`. Others are left alone.
+    /// attempt (`attempt - 1`), keeping their `run_at`; a run whose job was asked to cancel ends
+    /// `Cancelled` instead (a cancelled child is counted by its parent's fan-in). Others are
+    /// left alone.
     ///
     /// Returns how many jobs were released. Repeat: idempotent (releases nothing more).
     ///
@@ -138,8 +147,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// the job becomes `Failed` (with `finished_at = now`), else `Pending` with `run_at = now`.
     /// A run whose start was not recorded is not charged: `Pending` with `run_at = now`,
     /// `attempt - 1` and `confirm_start` set, so that its next run records its start first.
-    /// Either way `last_error` says what happened ([`transition::reclaim_message`]). A child
-    /// that fails here is counted by its parent's fan-in.
+    /// A run whose job was asked to cancel ends `Cancelled`. Either way `last_error` says what
+    /// happened ([`transition::reclaim_message`]). A child that fails or is cancelled here is
+    /// counted by its parent's fan-in.
     ///
     /// [`transition::reclaim_message`]: crate::transition::reclaim_message
     ///
@@ -150,12 +160,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage is busy, full or failing.
     fn reclaim(&self, req: &ReclaimRequest) -> Result<Reclaimed, StoreError>;
 
-    /// Cancels a job that is waiting to run: `Scheduled`, `Pending`, `Waiting` or `Paused`
-    /// becomes `Cancelled` with `finished_at = now` (its unique key is freed), and so does every
-    /// descendant (children, their children…) waiting to run, in the same transaction. A
-    /// running job is left to its worker. A cancelled child is counted by its parent's fan-in.
+    /// Cancels a job: `Scheduled`, `Pending`, `Waiting` or `Paused` becomes `Cancelled` with
+    /// `finished_at = now` (its unique key is freed); a `Running` job gets `cancel_requested`
+    /// (and `updated_at = now` the first time), reported by [`renew`](Self::renew), and ends
+    /// `Cancelled` when its run ends unless it completes ([`CancelOutcome::Requested`]). The same
+    /// happens to every descendant (children, their children…) not finished, in the same
+    /// transaction. A cancelled child is counted by its parent's fan-in.
     ///
-    /// Repeat: [`CancelOutcome::Finished`].
+    /// Repeat: [`CancelOutcome::Finished`], or `Requested` again while it runs.
     ///
     /// # Errors
     ///
@@ -185,6 +197,97 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// A retryable error if the storage is busy, full or failing.
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError>;
+
+    /// Gives each of `jobs` a fresh set of attempts as [`requeue`](Self::requeue) does, in order,
+    /// and returns one outcome per job; in one transaction where the backend can (as
+    /// [`cancel_many`](Self::cancel_many)).
+    ///
+    /// Repeat: [`RequeueOutcome::NotFinished`] for the jobs requeued the first time.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError>;
+
+    /// Pauses a job waiting to run: `Scheduled`, `Pending` or `Waiting` becomes `Paused`
+    /// (`updated_at = now`), keeping `run_at` and its wait (`wake_at`, `wait_signal`,
+    /// `wait_children`). A paused job is never claimed nor woken; its children are still counted
+    /// by its fan-in, and signals sent to it are stored.
+    ///
+    /// Repeat: [`PauseOutcome::AlreadyPaused`].
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError>;
+
+    /// Resumes a paused job ([`transition::resume`]): back to `Waiting` if it waits and its
+    /// wait is not over, `Pending` if it is over (a signal it waits for is pending, or its
+    /// fan-in is decided; the wait is cleared), else `Scheduled` or `Pending` by `run_at`;
+    /// `updated_at = now`.
+    ///
+    /// [`transition::resume`]: crate::transition::resume
+    ///
+    /// Repeat: [`ResumeOutcome::NotPaused`].
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError>;
+
+    /// Pauses (`paused = true`) or resumes queue `queue`, durably, for every process sharing the
+    /// storage: no claim takes a job of a paused queue (running jobs finish). Any name may be
+    /// paused, also one with no jobs yet.
+    ///
+    /// Repeat: idempotent.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn pause_queue(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError>;
+
+    /// The paused queues, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage fails.
+    fn paused_queues(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes at most `req.limit` jobs in `req.status` whose `finished_at` is before
+    /// `req.finished_before`, oldest `finished_at` first (then id), each with its checkpoints
+    /// and signals, in one transaction; a job whose parent exists and is live is skipped (the
+    /// parent may still read it). Returns how many were deleted. For retention: call it in small
+    /// batches.
+    ///
+    /// Repeat: deletes the next ones.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](crate::StoreErrorKind::InvalidInput) if `req.status` is live; a
+    /// retryable error if the storage is busy, full or failing.
+    fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError>;
+
+    /// Deletes each of `jobs` that has finished and whose parent (if it exists) has too, with
+    /// its checkpoints and signals, in one transaction; one outcome per job, in order.
+    ///
+    /// Repeat: [`DeleteOutcome::NotFound`].
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError>;
+
+    /// Takes or keeps the lease of `role` for `holder` until `until`: granted (`true`) if nobody
+    /// holds it, `holder` does, or its holder's lease ended before `now`. For work one process
+    /// of a fleet does at a time (retention, schedules). Durable and shared by every process
+    /// using the storage.
+    ///
+    /// Repeat: idempotent (extends the lease).
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
 
     /// Sends signal `name` with `payload` (JSON) to `job`: stored durably, after every signal
     /// sent before it, until a run of the job consumes it
@@ -263,7 +366,7 @@ macro_rules! forward_store {
             fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
                 (**self).commit(worker, now, writes)
             }
-            fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+            fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError> {
                 (**self).renew(worker, claims, lease_until)
             }
             fn release(&self, worker: &str, claims: &[Claim], now: Timestamp) -> Result<usize, StoreError> {
@@ -280,6 +383,30 @@ macro_rules! forward_store {
             }
             fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
                 (**self).requeue(job, now)
+            }
+            fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError> {
+                (**self).requeue_many(jobs, now)
+            }
+            fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError> {
+                (**self).pause(job, now)
+            }
+            fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError> {
+                (**self).resume(job, now)
+            }
+            fn pause_queue(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+                (**self).pause_queue(queue, paused, now)
+            }
+            fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+                (**self).paused_queues()
+            }
+            fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError> {
+                (**self).purge(req)
+            }
+            fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError> {
+                (**self).delete(jobs)
+            }
+            fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+                (**self).lead(role, holder, now, until)
             }
             fn signal(
                 &self,

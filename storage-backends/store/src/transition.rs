@@ -7,8 +7,8 @@
 use std::cmp::Reverse;
 
 use crate::{
-    CancelOutcome, ChildOf, ChildrenWait, Claim, ClaimRequest, ClaimedJob, JobId, JobRecord, JobStatus, NewJob,
-    ReclaimRequest, RequeueOutcome, SignalOutcome, Timestamp, WriteOp,
+    CancelOutcome, ChildOf, ChildrenWait, Claim, ClaimRequest, ClaimedJob, DeleteOutcome, JobId, JobRecord, JobStatus,
+    NewJob, PauseOutcome, ReclaimRequest, RequeueOutcome, ResumeOutcome, SignalOutcome, Timestamp, WriteOp,
 };
 
 /// The record of a newly enqueued job: `Scheduled` if it is due after its creation, else
@@ -146,6 +146,17 @@ impl WaitState {
 /// only to a suspension. A checkpoint (or a receive) leaves the record alone; storing it, and
 /// inserting a suspension's children, is the backend's part.
 pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp, wait: WaitState) {
+    if ends_cancelled(job, op) {
+        if let WriteOp::Retry { error, .. } | WriteOp::Fail { error } = op {
+            job.last_error = Some(error.clone());
+        }
+        if matches!(op, WriteOp::Suspend { .. }) {
+            job.attempt = job.attempt.saturating_sub(1);
+        }
+        clear_wait(job);
+        end_run(job, JobStatus::Cancelled, now);
+        return;
+    }
     match op {
         WriteOp::Start => job.run_started = true,
         WriteOp::Checkpoint(_) | WriteOp::Receive { .. } => {}
@@ -178,6 +189,13 @@ pub fn apply(job: &mut JobRecord, op: &WriteOp, now: Timestamp, wait: WaitState)
     }
 }
 
+/// Whether `op` ends a run of `job` as `Cancelled`: a cancel was asked for while it ran, and the
+/// run ends other than by completing (a retry, a failure, a suspension). A suspension that ends
+/// so inserts no children.
+pub fn ends_cancelled(job: &JobRecord, op: &WriteOp) -> bool {
+    job.cancel_requested && matches!(op, WriteOp::Retry { .. } | WriteOp::Fail { .. } | WriteOp::Suspend { .. })
+}
+
 /// What sending a signal to a job in `status` does: `None` if it is stored, else the refusal.
 pub fn signal_refusal(status: JobStatus) -> Option<SignalOutcome> {
     status.is_terminal().then_some(SignalOutcome::Finished(status))
@@ -200,10 +218,11 @@ pub fn finished_child(child: &JobRecord) -> Option<(ChildOf, bool)> {
 }
 
 /// Counts a finished child of `parent`'s step `index` (`completed` or not) if the parent waits
-/// for that step's children, and wakes it once its fan-in is decided. Returns whether it woke.
+/// (or is paused while waiting) for that step's children, and wakes a waiting parent once its
+/// fan-in is decided. Returns whether it woke.
 pub fn child_finished(parent: &mut JobRecord, index: u32, completed: bool, now: Timestamp) -> bool {
     let Some(wait) = parent.wait_children.as_mut().filter(|w| w.rule.index == index) else { return false };
-    if parent.status != JobStatus::Waiting {
+    if !matches!(parent.status, JobStatus::Waiting | JobStatus::Paused) {
         return false;
     }
     if completed {
@@ -212,7 +231,7 @@ pub fn child_finished(parent: &mut JobRecord, index: u32, completed: bool, now: 
         wait.failed = wait.failed.saturating_add(1);
     }
     parent.updated_at = now;
-    let decided = wait.is_decided();
+    let decided = wait.is_decided() && parent.status == JobStatus::Waiting;
     if decided {
         wake(parent, now);
     }
@@ -234,10 +253,13 @@ fn clear_wait(job: &mut JobRecord) {
     job.wait_children = None;
 }
 
-/// Hands a running job back without charging its attempt.
-pub fn release(job: &mut JobRecord, now: Timestamp) {
+/// Hands a running job back without charging its attempt: `Pending`, or `Cancelled` if a cancel
+/// was asked for while it ran. Returns the new status.
+pub fn release(job: &mut JobRecord, now: Timestamp) -> JobStatus {
     job.attempt = job.attempt.saturating_sub(1);
-    end_run(job, JobStatus::Pending, now);
+    let status = if job.cancel_requested { JobStatus::Cancelled } else { JobStatus::Pending };
+    end_run(job, status, now);
+    status
 }
 
 /// Whether `req` recovers `job`: it is running and its lease expired, or its holder is dead.
@@ -261,6 +283,8 @@ pub enum Recovery {
     Failed,
     /// Not charged: its start was not recorded.
     Released,
+    /// A cancel was asked for while it ran: cancelled.
+    Cancelled,
 }
 
 /// Takes a lost run's lease away, charging the attempt only if the run's start was recorded.
@@ -268,8 +292,13 @@ pub fn reclaim(job: &mut JobRecord, req: &ReclaimRequest) -> Recovery {
     let dead = job.locked_by.as_ref().is_some_and(|w| req.dead_workers.contains(w));
     job.last_error = Some(reclaim_message(job.attempt, job.run_started, dead));
     let now = req.now;
-    let recovery = recovery(job.run_started, job.attempt, job.max_attempts);
+    let recovery = if job.cancel_requested {
+        Recovery::Cancelled
+    } else {
+        recovery(job.run_started, job.attempt, job.max_attempts)
+    };
     match recovery {
+        Recovery::Cancelled => end_run(job, JobStatus::Cancelled, now),
         Recovery::Released => {
             job.attempt = job.attempt.saturating_sub(1);
             job.confirm_start = true;
@@ -313,16 +342,80 @@ pub fn reclaim_message(attempt: u32, started: bool, dead_worker: bool) -> String
 /// run.
 pub fn cancel_outcome(status: JobStatus) -> CancelOutcome {
     match status {
-        JobStatus::Running => CancelOutcome::Running,
+        JobStatus::Running => CancelOutcome::Requested,
         s if s.is_terminal() => CancelOutcome::Finished(s),
         _ => CancelOutcome::Cancelled,
     }
 }
 
-/// Cancels a job that is waiting to run.
+/// Cancels a job: one waiting to run is cancelled now; a running one is asked to stop
+/// (`cancel_requested`), and ends `Cancelled` when its run ends unless it completes.
 pub fn cancel(job: &mut JobRecord, now: Timestamp) {
+    if job.status == JobStatus::Running {
+        if !job.cancel_requested {
+            job.cancel_requested = true;
+            job.updated_at = now;
+        }
+        return;
+    }
     clear_wait(job);
     end_run(job, JobStatus::Cancelled, now);
+}
+
+/// What pausing a job in `status` does: [`PauseOutcome::Paused`] if it is waiting to run.
+pub fn pause_outcome(status: JobStatus) -> PauseOutcome {
+    match status {
+        JobStatus::Scheduled | JobStatus::Pending | JobStatus::Waiting => PauseOutcome::Paused,
+        JobStatus::Paused => PauseOutcome::AlreadyPaused,
+        JobStatus::Running => PauseOutcome::Running,
+        s => PauseOutcome::Finished(s),
+    }
+}
+
+/// Pauses a job waiting to run. A paused workflow keeps its wait (time, signal, children): its
+/// children are still counted, but nothing wakes it until it is resumed.
+pub fn pause(job: &mut JobRecord, now: Timestamp) {
+    job.status = JobStatus::Paused;
+    job.updated_at = now;
+}
+
+/// Resumes a paused job and returns its new status: `Waiting` if it was waiting and its wait is
+/// not over (`signal_pending`: a signal it waits for arrived meanwhile), `Pending` if the wait
+/// is over, else `Scheduled` or `Pending` by its `run_at`. A wait whose time has passed becomes
+/// pending at the next claim, as any other.
+pub fn resume(job: &mut JobRecord, now: Timestamp, signal_pending: bool) -> ResumeOutcome {
+    if job.status != JobStatus::Paused {
+        return ResumeOutcome::NotPaused(job.status);
+    }
+    let waits = job.wake_at.is_some() || job.wait_signal.is_some() || job.wait_children.is_some();
+    let over = (signal_pending && job.wait_signal.is_some()) || job.wait_children.is_some_and(|c| c.is_decided());
+    job.status = if over {
+        clear_wait(job);
+        JobStatus::Pending
+    } else if waits {
+        JobStatus::Waiting
+    } else {
+        initial_status(job.run_at, now)
+    };
+    job.updated_at = now;
+    ResumeOutcome::Resumed(job.status)
+}
+
+/// The claim request `req` without the queues in `paused`: a paused queue is not claimed from,
+/// its due jobs are not promoted, and its due times are not reported.
+pub fn unpaused(req: &ClaimRequest, paused: &std::collections::BTreeSet<String>) -> ClaimRequest {
+    let mut req = req.clone();
+    req.queues.retain(|q| !paused.contains(q));
+    req
+}
+
+/// Whether a job in `status` may be deleted, given whether its parent (if it has one) is live.
+pub fn delete_outcome(job: &JobRecord, parent_live: bool) -> DeleteOutcome {
+    match job.parent {
+        _ if job.status.is_live() => DeleteOutcome::NotFinished(job.status),
+        Some(link) if parent_live => DeleteOutcome::ParentLive(link.parent),
+        _ => DeleteOutcome::Deleted,
+    }
 }
 
 /// Why a job in `status` cannot be requeued, or `None` if [`requeue`] applies (unique keys
@@ -356,6 +449,7 @@ pub fn counted_status(job: &JobRecord, now: Timestamp) -> JobStatus {
 fn end_run(job: &mut JobRecord, status: JobStatus, now: Timestamp) {
     job.status = status;
     job.run_started = false;
+    job.cancel_requested = false;
     job.locked_by = None;
     job.lease_until = None;
     job.updated_at = now;

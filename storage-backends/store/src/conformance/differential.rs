@@ -90,7 +90,7 @@ impl Run {
 
     fn one_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
         self.tick();
-        match self.rng.u32(0..108) {
+        match self.rng.u32(0..116) {
             0..=19 => {
                 let jobs: Vec<NewJob> = (0..self.rng.usize(1..=3)).map(|_| self.new_job()).collect();
                 let out = self.check("enqueue", reference.enqueue(&jobs), tested.enqueue(&jobs));
@@ -169,9 +169,54 @@ impl Run {
                 let id = self.job_id();
                 self.check("signals", reference.signals(id), tested.signals(id));
             }
+            108.. => self.control_call(reference, tested),
             _ => {
                 let id = self.job_id();
                 self.check("get", reference.get(id), tested.get(id));
+            }
+        }
+    }
+
+    /// One call of operator control: pause, resume, retention, leadership, bulk requeue.
+    fn control_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
+        match self.rng.u32(0..16) {
+            0..=3 => {
+                let id = self.job_id();
+                self.check("pause", reference.pause(id, self.now), tested.pause(id, self.now));
+            }
+            4..=6 => {
+                let id = self.job_id();
+                self.check("resume", reference.resume(id, self.now), tested.resume(id, self.now));
+            }
+            7..=8 => {
+                let (queue, paused) = (self.pick(&QUEUES), self.rng.u8(..3) == 0);
+                self.check(
+                    "pause_queue",
+                    reference.pause_queue(queue, paused, self.now),
+                    tested.pause_queue(queue, paused, self.now),
+                );
+                self.check("paused_queues", reference.paused_queues(), tested.paused_queues());
+            }
+            9..=10 => {
+                let status = [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled][self.rng.usize(..3)];
+                let req = crate::PurgeRequest::new(status, self.secs(-30, 5), self.rng.usize(0..=3));
+                self.check("purge", reference.purge(&req), tested.purge(&req));
+            }
+            11 => {
+                let ids: Vec<JobId> = (0..self.rng.usize(0..4)).map(|_| self.job_id()).collect();
+                self.check("delete", reference.delete(&ids), tested.delete(&ids));
+            }
+            12..=13 => {
+                let (role, holder, until) = (self.pick(&["r1", "r2"]), self.pick(&WORKERS), self.secs(-2, 20));
+                self.check(
+                    "lead",
+                    reference.lead(role, holder, self.now, until),
+                    tested.lead(role, holder, self.now, until),
+                );
+            }
+            _ => {
+                let ids: Vec<JobId> = (0..self.rng.usize(0..4)).map(|_| self.job_id()).collect();
+                self.check("requeue_many", reference.requeue_many(&ids, self.now), tested.requeue_many(&ids, self.now));
             }
         }
     }
@@ -300,6 +345,9 @@ impl Run {
         }
         if self.rng.u8(..3) == 0 {
             f = f.after(self.job_id());
+        }
+        if self.rng.u8(..6) == 0 {
+            f = f.error_contains(self.pick(&["broken", "lost", "late", "x"]));
         }
         if self.rng.u8(..4) == 0 {
             f = f.parent(self.job_id());

@@ -37,7 +37,7 @@ pub fn writes_are_fenced_by_worker(h: &dyn Harness) {
     writes.push(Write::complete(Claim::new(ids[1], ClaimToken(0)), b"1".to_vec()));
     assert_eq!(commit(&*store, intruder, at(1), &writes), vec![WriteOutcome::LeaseLost; 10]);
     let pending = Claim::new(ids[1], ClaimToken(0));
-    assert_eq!(store.renew(intruder, &[run, pending], at(99)).unwrap(), vec![run, pending]);
+    assert_eq!(store.renew(intruder, &[run, pending], at(99)).unwrap().lost, vec![run, pending]);
     assert_eq!(store.release(intruder, &[run], at(1)).unwrap(), 0);
     let rec = store.get(ids[0]).unwrap().unwrap();
     assert_eq!((rec.status, rec.locked_by.as_deref(), rec.run_started), (JobStatus::Running, Some(WORKER), false));
@@ -57,7 +57,7 @@ pub fn writes_are_fenced_by_claim_token(h: &dyn Harness) {
     let new = claim_runs(&*store, WORKER, 1, at(31))[0];
     assert_eq!((old.token, new.token), (ClaimToken(1), ClaimToken(2)));
     assert_eq!(commit(&*store, WORKER, at(32), &every_write(old)), vec![WriteOutcome::LeaseLost; 9]);
-    assert_eq!(store.renew(WORKER, &[old, new], at(90)).unwrap(), vec![old]);
+    assert_eq!(store.renew(WORKER, &[old, new], at(90)).unwrap().lost, vec![old]);
     assert_eq!(store.release(WORKER, &[old], at(32)).unwrap(), 0);
     let rec = store.get(id).unwrap().unwrap();
     assert_eq!((rec.status, rec.token, rec.lease_until), (JobStatus::Running, ClaimToken(2), Some(at(90))));
@@ -107,10 +107,10 @@ pub fn renew_extends_and_reports_lost(h: &dyn Harness) {
     let runs = claim_runs(&*store, WORKER, 2, T0);
     assert_eq!(commit(&*store, WORKER, T0, &[Write::complete(runs[1], b"1".to_vec())]), vec![WriteOutcome::Applied]);
     let never = Claim::new(ids[2], ClaimToken(1));
-    let lost = store.renew(WORKER, &[runs[0], runs[1], never], at(90)).unwrap();
-    assert_eq!(lost, vec![runs[1], never]);
+    let renewal = store.renew(WORKER, &[runs[0], runs[1], never], at(90)).unwrap();
+    assert_eq!(renewal, crate::Renewal::new(vec![runs[1], never], vec![]));
     assert_eq!(store.get(ids[0]).unwrap().unwrap().lease_until, Some(at(90)));
-    assert_eq!(store.renew(WORKER, &[], at(90)).unwrap(), vec![]);
+    assert_eq!(store.renew(WORKER, &[], at(90)).unwrap(), crate::Renewal::default());
 }
 
 /// Releasing gives the attempt back and makes the job claimable at once.
@@ -211,7 +211,7 @@ pub fn cancel_reports_what_it_did(h: &dyn Harness) {
     let keyed = job("a").unique_key("k");
     let ids = insert(&*store, &[keyed.clone(), job("a"), job("a"), job("a").run_at(at(60))]);
     let run = claim_runs(&*store, WORKER, 1, T0)[0]; // ids[0] is running
-    assert_eq!(store.cancel(ids[0], at(1)).unwrap(), CancelOutcome::Running, "a running job is left to its worker");
+    assert_eq!(store.cancel(ids[0], at(1)).unwrap(), CancelOutcome::Requested, "a running job is asked to stop");
     assert_eq!(store.cancel(ids[1], at(1)).unwrap(), CancelOutcome::Cancelled);
     assert_eq!(store.cancel(ids[1], at(2)).unwrap(), CancelOutcome::Finished(JobStatus::Cancelled));
     assert_eq!(store.cancel(ids[3], at(2)).unwrap(), CancelOutcome::Cancelled, "a scheduled job");
@@ -231,7 +231,7 @@ pub fn cancel_reports_what_it_did(h: &dyn Harness) {
     let unknown = crate::JobId(more[1].0 + 100);
     let many = store.cancel_many(&[more[1], running, ids[0], unknown, more[1]], at(8)).unwrap();
     let finished = CancelOutcome::Finished;
-    let expected = [CancelOutcome::Cancelled, CancelOutcome::Running, finished(JobStatus::Completed)];
+    let expected = [CancelOutcome::Cancelled, CancelOutcome::Requested, finished(JobStatus::Completed)];
     assert_eq!(many[..3], expected);
     assert_eq!(many[3..], [CancelOutcome::NotFound, finished(JobStatus::Cancelled)]);
     assert_eq!(store.get(more[1]).unwrap().unwrap().finished_at, Some(at(8)));

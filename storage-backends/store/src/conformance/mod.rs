@@ -25,6 +25,7 @@
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
 
 mod cases;
+mod control;
 mod differential;
 mod fencing;
 mod fixtures;
@@ -32,6 +33,7 @@ mod scheduling;
 mod waits;
 
 pub use cases::*;
+pub use control::*;
 pub use differential::*;
 pub use fencing::*;
 pub use fixtures::*;
@@ -96,6 +98,15 @@ macro_rules! store_conformance_tests {
             children_are_inserted_with_the_suspension_and_wake_their_parent,
             failures_decide_a_fan_in_and_decided_fan_ins_do_not_suspend,
             cancel_reaches_every_waiting_descendant,
+            cancelling_a_running_job_ends_its_run_cancelled,
+            cancel_reaches_running_descendants,
+            pausing_keeps_a_job_and_its_wait,
+            a_paused_parent_counts_its_children,
+            a_paused_queue_is_not_claimed,
+            purge_deletes_old_finished_jobs_with_their_data,
+            delete_reports_what_it_did,
+            lead_grants_one_holder_at_a_time,
+            requeue_many_and_error_filters,
             differential_against_memory_store,
         );
     };
