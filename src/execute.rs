@@ -41,6 +41,11 @@ pub(crate) fn execute(
     job: &ClaimedJob,
     signal: &Arc<JobSignal>,
 ) -> Outcome {
+    if signal.is_job_cancelled() {
+        // Cancelled while it waited for a thread: the store ends the run `Cancelled`.
+        let write = Write::fail(job.claim(), "cancelled before its handler started").with_parent(job.parent);
+        return Outcome::Writes { writes: vec![write], child: job.parent.is_some() };
+    }
     if job.confirm_start {
         if let Err(outcome) = confirm_start(queue, worker, job, signal) {
             return outcome;
@@ -141,6 +146,10 @@ fn outcome(
             Ok(()) => Write::complete(claim, value),
             Err(e) => Write::fail(claim, e.to_string()),
         },
+        // Stopped because its job was cancelled: the store ends the run `Cancelled`.
+        Err(failure) if signal.is_job_cancelled() => {
+            Write::fail(claim, format!("cancelled while running: {}", failure.message()))
+        }
         // Stopped by the shutdown: released (not failed), its attempt given back.
         Err(_) if signal.is_cancelled() && timed_out.is_none() => return Outcome::Release,
         Err(failure) => failure_write(queue, job, failure),

@@ -1,11 +1,8 @@
-//! Looking at jobs: one job, lists, counts, checkpoints, results, waiting for them; and the
-//! operator's cancel and requeue.
+//! Looking at jobs: one job, lists, counts, checkpoints, results, waiting for them.
 
 use std::time::{Duration, SystemTime};
 
-use durable_jobs_store::{
-    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobRecord, JobStatus, RequeueOutcome, Timestamp,
-};
+use durable_jobs_store::{Checkpoint, ChildrenWait, JobFilter, JobId, JobRecord, JobStatus, Timestamp};
 use serde::de::DeserializeOwned;
 
 use crate::{Counts, Error, Queue};
@@ -193,14 +190,19 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::IdleTimeout`] with the number of busy jobs if work is left after `timeout`
-    /// (for example ready jobs of a name no worker has registered), [`Error::Store`].
+    /// (for example ready jobs of a name no worker has registered; ready jobs of a paused
+    /// queue do not count), [`Error::Store`].
     pub fn wait_idle(&self, timeout: Duration) -> Result<Counts, Error> {
-        let mut last = Counts::default();
+        let (mut last, mut busy) = (Counts::default(), 0);
         let outcome = self.poll_until(timeout, || {
             last = self.counts()?;
-            Ok((last.total().busy() == 0).then(|| last.clone()))
+            // Jobs of a paused queue wait for its resume, not for a worker.
+            let paused = self.paused_queues()?;
+            busy =
+                last.rows().filter(|(queue, _, _)| !paused.iter().any(|p| p == queue)).map(|(_, _, c)| c.busy()).sum();
+            Ok((busy == 0).then(|| last.clone()))
         })?;
-        outcome.map_err(|waited| Error::IdleTimeout { busy: last.total().busy(), waited })
+        outcome.map_err(|waited| Error::IdleTimeout { busy, waited })
     }
 
     /// Calls `check` until it returns something, waking at each commit of this process and
@@ -241,51 +243,5 @@ impl Queue {
                 .map_err(|source| Error::Decode { job: id, name: record.name, what: "result", source }),
             _ => Err(Error::NoResult { job: id, status: record.status, error: record.last_error }),
         }
-    }
-
-    /// Cancels a job that is waiting to run (scheduled, ready, waiting or paused) and says what
-    /// happened; a running job is not interrupted ([`CancelOutcome::Running`]). Its descendants
-    /// (the children its workflow started, theirs…) that wait to run are cancelled with it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use durable_jobs::{CancelOutcome, JobContext, JobOptions, JobStatus, MemoryStore, Queue};
-    ///
-    /// let queue = Queue::new(MemoryStore::new());
-    /// queue.register("report", |_: &JobContext, (): ()| Ok::<_, std::io::Error>(()))?;
-    /// let id = queue.enqueue("report", &(), JobOptions::new().delay(Duration::from_secs(3600)))?;
-    /// assert_eq!(queue.cancel(id)?, CancelOutcome::Cancelled);
-    /// assert_eq!(queue.cancel(id)?, CancelOutcome::Finished(JobStatus::Cancelled));
-    /// # Ok::<(), durable_jobs::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] if the store fails.
-    pub fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
-        let now = self.inner.now();
-        let outcome = self.inner.store.cancel(id, now)?;
-        if outcome == CancelOutcome::Cancelled {
-            // A cancelled child may have decided its parent's fan-in.
-            self.inner.wake_workers(now);
-            self.inner.notify_committed();
-        }
-        Ok(outcome)
-    }
-
-    /// Runs a failed or cancelled job again, with all its attempts (a dead letter retried by
-    /// hand), and says what happened. Its checkpoints are kept: a workflow resumes after its
-    /// last recorded step.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] if the store fails.
-    pub fn requeue(&self, id: JobId) -> Result<RequeueOutcome, Error> {
-        let now = self.inner.now();
-        let outcome = self.inner.store.requeue(id, now)?;
-        if outcome == RequeueOutcome::Requeued {
-            self.inner.wake_workers(now);
-        }
-        Ok(outcome)
     }
 }

@@ -46,6 +46,7 @@ mod call;
 mod children;
 mod clock;
 mod context;
+mod control;
 mod counts;
 mod doorbell;
 mod error;
@@ -71,6 +72,7 @@ pub use call::call;
 pub use children::{fan_out, spawn, Child, ChildFailed, FanInStrategy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::JobContext;
+pub use control::RequeueReport;
 pub use counts::{Counts, JobCounts};
 pub use error::{BoxError, Error};
 pub use failpoint::FAILPOINTS;
@@ -81,11 +83,11 @@ pub use options::{JobOptions, DEFAULT_QUEUE, MAX_UNIQUE_KEY_LEN};
 pub use queue::{Queue, QueueBuilder, DEFAULT_MAX_PAYLOAD};
 pub use retry::DEFAULT_RETRY_POLICY;
 pub use signals::{wait_signal, wait_signal_timeout};
-pub use worker::{ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
+pub use worker::{Retention, ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
 
 pub use durable_jobs_store::{
-    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobStatus, MemoryStore, RequeueOutcome, RetryPolicy,
-    Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
+    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobStatus, MemoryStore, PauseOutcome, RequeueOutcome,
+    ResumeOutcome, RetryPolicy, Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
 };
 
 /// The SQLite store (feature `sqlite`, on by default).

@@ -13,6 +13,7 @@ use crate::doorbell::Doorbell;
 use crate::error::BoxError;
 use crate::registry::{self, Registry};
 use crate::wait::Waitable;
+use crate::worker::WorkerShared;
 use crate::{names, Error, JobContext, JobOptions, WorkerBuilder};
 
 /// The default limit on encoded arguments, results and step values: 1 MiB.
@@ -33,6 +34,8 @@ pub(crate) struct QueueInner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_payload: usize,
     doorbells: Mutex<Vec<Weak<Doorbell>>>,
+    /// This process's worker pools, told at once when a job is cancelled.
+    workers: Mutex<Vec<Weak<WorkerShared>>>,
     /// Bumped after every commit of this process's workers, so that waits can sleep.
     pub(crate) commits: Arc<Waitable<u64>>,
     /// Jobs released by a shutdown while their handler still ran on an abandoned thread:
@@ -74,6 +77,7 @@ impl QueueBuilder {
                 clock: self.clock,
                 max_payload: self.max_payload,
                 doorbells: Mutex::new(Vec::new()),
+                workers: Mutex::new(Vec::new()),
                 commits,
                 quarantined: Mutex::new(HashSet::new()),
             }),
@@ -95,6 +99,23 @@ impl QueueInner {
             }
             None => false,
         });
+    }
+
+    pub(crate) fn add_worker(&self, worker: &Arc<WorkerShared>) {
+        self.workers.lock().push(Arc::downgrade(worker));
+    }
+
+    /// Tells this process's workers at once about runs whose job was cancelled (instead of at
+    /// their next heartbeat).
+    pub(crate) fn check_cancelled_runs(&self) {
+        let workers: Vec<Arc<WorkerShared>> = {
+            let mut list = self.workers.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for worker in workers {
+            worker.renew_now();
+        }
     }
 
     pub(crate) fn add_doorbell(&self, bell: &Arc<Doorbell>) {

@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 use super::held::Held;
 use super::liveness::Liveness;
 use super::supervise::{self, Health};
-use super::{committer, dispatcher, heartbeat, maintenance, pace, Pool, Worker, WorkerShared, MAX_CONCURRENCY};
+use super::{
+    committer, dispatcher, heartbeat, maintenance, pace, Pool, Retention, Worker, WorkerShared, MAX_CONCURRENCY,
+};
 use crate::doorbell::Doorbell;
 use crate::wait::Waitable;
 use crate::{names, Error, Queue};
@@ -45,6 +47,7 @@ pub struct WorkerBuilder {
     shutdown_timeout: Duration,
     timeout_grace: Duration,
     detect_dead_workers: bool,
+    retention: Retention,
 }
 
 impl WorkerBuilder {
@@ -59,6 +62,7 @@ impl WorkerBuilder {
             shutdown_timeout: Duration::from_secs(10),
             timeout_grace: Duration::from_secs(1),
             detect_dead_workers: true,
+            retention: Retention::default(),
         }
     }
 
@@ -130,6 +134,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long finished jobs are kept (default: completed 7 days, failed and cancelled 30
+    /// days; see [`Retention`]). One worker of those sharing the store deletes at a time.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         let invalid = |option, reason: &str| Err(Error::InvalidOption { option, reason: reason.to_owned() });
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -155,6 +166,9 @@ impl WorkerBuilder {
         }
         if self.timeout_grace > Duration::from_secs(3600) {
             return invalid("timeout_grace", "must be at most 1 h");
+        }
+        if let Err(reason) = self.retention.validate() {
+            return invalid("retention", reason);
         }
         Ok(())
     }
@@ -184,6 +198,7 @@ impl WorkerBuilder {
             lease: self.lease,
             poll_interval: self.poll_interval,
             timeout_grace: self.timeout_grace,
+            retention: self.retention,
             pace,
             stopping: AtomicBool::new(false),
             internal_stop: Waitable::new(&*clock, false),
@@ -199,6 +214,7 @@ impl WorkerBuilder {
             queue: inner,
         });
         shared.queue.add_doorbell(&shared.doorbell);
+        shared.queue.add_worker(&shared);
         let mut worker = Worker {
             shared: shared.clone(),
             internal: Vec::new(),

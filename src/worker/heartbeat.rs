@@ -16,7 +16,8 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     }
 }
 
-/// Renews every held run's lease; runs whose lease is gone are told so.
+/// Renews every held run's lease; runs whose lease is gone are told so, and runs whose job was
+/// cancelled are asked to stop.
 pub(crate) fn renew(shared: &WorkerShared) {
     let claims = shared.held.renewable();
     if claims.is_empty() {
@@ -24,8 +25,11 @@ pub(crate) fn renew(shared: &WorkerShared) {
     }
     let lease_until = shared.queue.now().saturating_add(shared.lease);
     match shared.queue.store.renew(&shared.worker_id, &claims, lease_until) {
-        Ok(lost) => {
-            let lost = shared.held.lose_running(&lost);
+        Ok(renewal) => {
+            if !renewal.cancelled.is_empty() {
+                shared.held.cancel(&renewal.cancelled);
+            }
+            let lost = shared.held.lose_running(&renewal.lost);
             if !lost.is_empty() {
                 let jobs: Vec<_> = lost.iter().map(|c| c.job).collect();
                 tracing::warn!(?jobs, "leases lost; the jobs' writes will be refused");

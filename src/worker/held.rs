@@ -138,6 +138,16 @@ impl Held {
         }
     }
 
+    /// Asks these runs to stop: their jobs were cancelled.
+    pub(crate) fn cancel(&self, claims: &[Claim]) {
+        let held = self.0.lock();
+        for claim in claims {
+            if let Some(entry) = held.get(claim) {
+                entry.signal.cancel_job();
+            }
+        }
+    }
+
     /// Asks every held run to stop.
     pub(crate) fn cancel_all(&self) {
         for entry in self.0.lock().values() {

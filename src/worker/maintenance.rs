@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use durable_jobs_store::{JobStatus, ReclaimRequest, Timestamp};
 
-use super::{heartbeat, Commit, WorkerShared};
+use super::{heartbeat, retention, Commit, WorkerShared};
 use crate::execute::failure_write;
 use crate::failpoint::failpoint;
 use crate::failure::Failure;
@@ -26,11 +26,15 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let reap_every = (shared.lease / 2).min(Duration::from_secs(1));
     let now = shared.clock().monotonic();
     let (mut next_reap, mut next_name_check) = (now, now.saturating_add(reap_every));
+    let mut next_retention = now.saturating_add(shared.retention.interval().min(Duration::from_secs(1)));
     let mut last_name_check = now;
     let mut clock = ClockWatch::new(shared);
     let mut warned = HashSet::new();
     loop {
-        let wake = [Some(next_reap), Some(next_name_check), shared.held.next_give_up()].into_iter().flatten().min();
+        let wake = [Some(next_reap), Some(next_name_check), Some(next_retention), shared.held.next_give_up()]
+            .into_iter()
+            .flatten()
+            .min();
         if shared.wait_stop(wake.unwrap_or(next_reap)) {
             return;
         }
@@ -39,6 +43,11 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
         if now >= next_reap {
             reap(shared, &mut clock);
             next_reap = now.saturating_add(reap_every);
+        }
+        if now >= next_retention {
+            let more = retention::round(shared, &shared.retention);
+            let every = shared.retention.interval();
+            next_retention = now.saturating_add(if more { every.min(Duration::from_secs(1)) } else { every });
         }
         if now >= next_name_check {
             if shared.held.len() == 0 || now.saturating_sub(last_name_check) >= NAME_CHECK_WHEN_BUSY {

@@ -12,6 +12,7 @@ mod held;
 mod liveness;
 mod maintenance;
 mod pace;
+mod retention;
 mod supervise;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +35,7 @@ pub use builder::WorkerBuilder;
 pub(crate) use committer::Commit;
 use held::{Held, ThreadSlot};
 use liveness::Liveness;
+pub use retention::Retention;
 use supervise::Health;
 
 /// The most worker threads one pool may have.
@@ -59,6 +61,7 @@ pub(crate) struct WorkerShared {
     poll_interval: Duration,
     /// How long after its timeout a handler that has not returned is abandoned.
     timeout_grace: Duration,
+    retention: Retention,
     /// How many jobs to hold: running plus prefetched.
     pace: pace::Pace,
     /// Set at shutdown or failure: claim nothing more, start nothing more.
@@ -87,6 +90,11 @@ struct Pool {
 impl WorkerShared {
     fn clock(&self) -> &dyn Clock {
         &*self.queue.clock
+    }
+
+    /// Renews the held leases now, which also tells runs whose job was cancelled to stop.
+    pub(crate) fn renew_now(&self) {
+        heartbeat::renew(self);
     }
 
     fn stopping(&self) -> bool {

@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod clock;
+mod control;
 mod fan_out;
 mod faults;
 mod hardening;
