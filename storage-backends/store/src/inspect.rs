@@ -48,6 +48,13 @@ impl JobFilter {
         JobFilter::default()
     }
 
+    /// The dead letters: jobs that failed for good (their last attempt, or a permanent error),
+    /// 100 at a time. Narrow them with [`queue`](Self::queue), [`name`](Self::name) and
+    /// [`error_contains`](Self::error_contains).
+    pub fn dead_letters() -> Self {
+        JobFilter::new().status(JobStatus::Failed)
+    }
+
     /// Only jobs in `status`.
     pub fn status(mut self, status: JobStatus) -> Self {
         self.status = Some(status);
