@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex};
 
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
-    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
-    Signal, SignalOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
+    JobFilter, JobId, JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal,
+    RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, Store, StoreError,
+    StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 
 /// Which calls fail, counting every call from 1 (of any method, from any thread).
@@ -253,6 +254,25 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
         self.call("lead", |s| s.lead(role, holder, now, until))
+    }
+    fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        self.call("put_schedule", |s| s.put_schedule(schedule))
+    }
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.call("schedules", Store::schedules)
+    }
+    fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        self.call("remove_schedule", |s| s.remove_schedule(name))
+    }
+    fn fire(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<FireOutcome, StoreError> {
+        self.call("fire", |s| s.fire(name, due, next, job, now))
     }
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {
         self.call("signal", |s| s.signal(job, name, payload, now))

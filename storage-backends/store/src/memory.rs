@@ -8,9 +8,9 @@ use parking_lot::Mutex;
 use crate::transition::{self, Recovery, WaitState};
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, ChildOf, ChildrenWait, Claim, ClaimRequest, Claimed, DeleteOutcome,
-    Enqueued, JobFilter, JobId, JobRecord, JobStatus, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
-    Renewal, RequeueOutcome, ResumeOutcome, Signal, SignalId, SignalOutcome, StatusCount, Store, StoreError,
-    StoreErrorKind, Timestamp, Write, WriteOp, WriteOutcome,
+    Enqueued, FireOutcome, JobFilter, JobId, JobRecord, JobStatus, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest,
+    Reclaimed, Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalId, SignalOutcome, StatusCount,
+    Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -40,6 +40,7 @@ struct State {
     paused_queues: BTreeSet<String>,
     /// Role → (holder, lease end).
     leads: BTreeMap<String, (String, Timestamp)>,
+    schedules: BTreeMap<String, ScheduleRecord>,
 }
 
 impl MemoryStore {
@@ -105,6 +106,13 @@ impl State {
         let Some((link, completed)) = self.jobs.get(&job).and_then(transition::finished_child) else { return };
         if let Some(parent) = self.jobs.get_mut(&link.parent) {
             transition::child_finished(parent, link.index, completed, now);
+        }
+    }
+
+    fn enqueue(&mut self, new: &NewJob) -> Enqueued {
+        match self.key_holder(new) {
+            Some(holder) => Enqueued::Duplicate(holder),
+            None => Enqueued::New(self.insert(new)),
         }
     }
 
@@ -180,15 +188,7 @@ impl Store for MemoryStore {
 
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let mut st = self.state.lock();
-        let mut out = Vec::with_capacity(jobs.len());
-        for new in jobs {
-            if let Some(holder) = st.key_holder(new) {
-                out.push(Enqueued::Duplicate(holder));
-                continue;
-            }
-            out.push(Enqueued::New(st.insert(new)));
-        }
-        Ok(out)
+        Ok(jobs.iter().map(|new| st.enqueue(new)).collect())
     }
 
     fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
@@ -387,6 +387,51 @@ impl Store for MemoryStore {
             st.leads.insert(role.to_owned(), (holder.to_owned(), until));
         }
         Ok(free)
+    }
+
+    fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let mut new = schedule.clone();
+        if let Some(old) = st.schedules.get(&schedule.name) {
+            (new.created_at, new.last_fire, new.last_job) = (old.created_at, old.last_fire, old.last_job);
+        }
+        st.schedules.insert(new.name.clone(), new);
+        Ok(())
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Ok(self.state.lock().schedules.values().cloned().collect())
+    }
+
+    fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.state.lock().schedules.remove(name).is_some())
+    }
+
+    fn fire(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<FireOutcome, StoreError> {
+        let mut st = self.state.lock();
+        match st.schedules.get(name) {
+            None => return Ok(FireOutcome::NotFound),
+            Some(s) if s.next_fire != due => return Ok(FireOutcome::Moved),
+            Some(_) => {}
+        }
+        let enqueued = st.enqueue(job);
+        if let Some(s) = st.schedules.get_mut(name) {
+            s.last_fire = Some(due);
+            s.last_job = match enqueued {
+                Enqueued::New(id) => Some(id),
+                _ => None,
+            };
+            s.next_fire = next;
+            s.updated_at = now;
+        }
+        Ok(FireOutcome::Fired(enqueued))
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

@@ -4,9 +4,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
-    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
-    Signal, SignalOutcome, StatusCount, StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
+    JobFilter, JobId, JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal,
+    RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, StoreError, Timestamp, Write,
+    WriteOutcome,
 };
 
 /// Durable storage for jobs and checkpoints.
@@ -289,6 +290,56 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage is busy, full or failing.
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
 
+    /// Stores `schedule`, replacing the one of the same name: its `spec`, `template`,
+    /// `next_fire` and `updated_at` are taken from `schedule`; a replaced schedule keeps its
+    /// `created_at`, `last_fire` and `last_job`.
+    ///
+    /// Repeat: idempotent.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing;
+    /// [`InvalidInput`](crate::StoreErrorKind::InvalidInput) for a schedule the backend cannot store.
+    fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError>;
+
+    /// Every schedule, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`](crate::StoreErrorKind::Corrupt) for a schedule that cannot be read back; a
+    /// retryable error if the storage fails.
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
+
+    /// Deletes schedule `name`; `true` if it existed. Jobs it inserted are left alone.
+    ///
+    /// Repeat: `false`.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn remove_schedule(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Fires schedule `name` for its fire due at `due`, in one transaction: only if its
+    /// `next_fire` is still `due` (so that, across processes, each due time fires once), it
+    /// enqueues `job` as [`enqueue`](Self::enqueue) does, then sets `last_fire = due`,
+    /// `last_job` (the new job, or `None` if its unique key was held), `next_fire = next` and
+    /// `updated_at = now`.
+    ///
+    /// Repeat: [`FireOutcome::Moved`].
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing (the fire may or may not have
+    /// happened: repeating it is safe).
+    fn fire(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<FireOutcome, StoreError>;
+
     /// Sends signal `name` with `payload` (JSON) to `job`: stored durably, after every signal
     /// sent before it, until a run of the job consumes it
     /// ([`WriteOp::Receive`](crate::WriteOp::Receive)). If the job is `Waiting` for this name,
@@ -407,6 +458,25 @@ macro_rules! forward_store {
             }
             fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
                 (**self).lead(role, holder, now, until)
+            }
+            fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+                (**self).put_schedule(schedule)
+            }
+            fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+                (**self).schedules()
+            }
+            fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
+                (**self).remove_schedule(name)
+            }
+            fn fire(
+                &self,
+                name: &str,
+                due: Timestamp,
+                next: Timestamp,
+                job: &NewJob,
+                now: Timestamp,
+            ) -> Result<FireOutcome, StoreError> {
+                (**self).fire(name, due, next, job, now)
             }
             fn signal(
                 &self,

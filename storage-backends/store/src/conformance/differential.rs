@@ -179,7 +179,7 @@ impl Run {
 
     /// One call of operator control: pause, resume, retention, leadership, bulk requeue.
     fn control_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
-        match self.rng.u32(0..16) {
+        match self.rng.u32(0..20) {
             0..=3 => {
                 let id = self.job_id();
                 self.check("pause", reference.pause(id, self.now), tested.pause(id, self.now));
@@ -213,6 +213,31 @@ impl Run {
                     reference.lead(role, holder, self.now, until),
                     tested.lead(role, holder, self.now, until),
                 );
+            }
+            16 => {
+                let (name, next) = (self.pick(&["s1", "s2"]), self.secs(-5, 20));
+                let schedule = crate::ScheduleRecord::new(name, "spec", vec![self.rng.u8(..)], next, self.now);
+                self.check("put_schedule", reference.put_schedule(&schedule), tested.put_schedule(&schedule));
+            }
+            17 => {
+                let name = self.pick(&["s1", "s2"]);
+                self.check("remove_schedule", reference.remove_schedule(name), tested.remove_schedule(name));
+            }
+            18 => {
+                let name = self.pick(&["s1", "s2"]);
+                // Usually the due time it has, so that it fires.
+                let due = match reference.schedules().unwrap().into_iter().find(|s| s.name == name) {
+                    Some(s) if self.rng.u8(..4) != 0 => s.next_fire,
+                    _ => self.secs(-5, 5),
+                };
+                let (next, job) = (self.secs(1, 20), self.new_job());
+                let out = self.check(
+                    "fire",
+                    reference.fire(name, due, next, &job, self.now),
+                    tested.fire(name, due, next, &job, self.now),
+                );
+                self.jobs += i64::from(matches!(out, crate::FireOutcome::Fired(crate::Enqueued::New(_))));
+                self.check("schedules", reference.schedules(), tested.schedules());
             }
             _ => {
                 let ids: Vec<JobId> = (0..self.rng.usize(0..4)).map(|_| self.job_id()).collect();

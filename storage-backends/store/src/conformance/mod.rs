@@ -29,6 +29,7 @@ mod control;
 mod differential;
 mod fencing;
 mod fixtures;
+mod schedules;
 mod scheduling;
 mod waits;
 
@@ -37,6 +38,7 @@ pub use control::*;
 pub use differential::*;
 pub use fencing::*;
 pub use fixtures::*;
+pub use schedules::*;
 pub use scheduling::*;
 pub use waits::*;
 
@@ -107,6 +109,8 @@ macro_rules! store_conformance_tests {
             delete_reports_what_it_did,
             lead_grants_one_holder_at_a_time,
             requeue_many_and_error_filters,
+            schedules_are_stored_replaced_and_removed,
+            a_schedule_fires_once_per_due_time,
             differential_against_memory_store,
         );
     };
