@@ -7,8 +7,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
-    JobFilter, JobId, JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal,
-    RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, Store, StoreError,
+    JobFilter, JobId, JobRecord, Limit, LimitScope, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
+    Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, Store, StoreError,
     StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 
@@ -254,6 +254,15 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
         self.call("lead", |s| s.lead(role, holder, now, until))
+    }
+    fn set_limit(&self, limit: &Limit) -> Result<(), StoreError> {
+        self.call("set_limit", |s| s.set_limit(limit))
+    }
+    fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError> {
+        self.call("remove_limit", |s| s.remove_limit(scope))
+    }
+    fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        self.call("limits", Store::limits)
     }
     fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
         self.call("put_schedule", |s| s.put_schedule(schedule))

@@ -148,6 +148,8 @@ pub struct NewJob {
     pub retry_policy: Option<RetryPolicy>,
     /// The parent whose step started it, for a child job.
     pub parent: Option<ChildOf>,
+    /// The value its queue's or name's keyed limits count it under ([`Limit::by_key`](crate::Limit::by_key)).
+    pub concurrency_key: Option<String>,
     /// When it was enqueued.
     pub created_at: Timestamp,
 }
@@ -168,6 +170,7 @@ impl NewJob {
             timeout: None,
             retry_policy: None,
             parent: None,
+            concurrency_key: None,
             created_at: now,
         }
     }
@@ -217,6 +220,12 @@ impl NewJob {
     /// Makes it a child of `parent`'s step at `index`.
     pub fn parent(mut self, parent: JobId, index: u32) -> Self {
         self.parent = Some(ChildOf { parent, index });
+        self
+    }
+
+    /// Sets [`concurrency_key`](Self::concurrency_key).
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
         self
     }
 }
@@ -291,6 +300,8 @@ pub struct JobRecord {
     pub wait_children: Option<ChildrenWait>,
     /// The parent whose step started it, for a child job.
     pub parent: Option<ChildOf>,
+    /// The value keyed limits count it under.
+    pub concurrency_key: Option<String>,
     /// The last failure message.
     pub last_error: Option<String>,
     /// JSON-encoded result once completed.
@@ -339,6 +350,7 @@ impl JobRecord {
             wait_signal: None,
             wait_children: None,
             parent: None,
+            concurrency_key: None,
             last_error: None,
             result: None,
             created_at,

@@ -32,6 +32,7 @@ mod control;
 mod error;
 mod inspect;
 mod job;
+mod limit;
 mod memory;
 mod schedule;
 mod store;
@@ -52,6 +53,7 @@ pub use control::{DeleteOutcome, PauseOutcome, PurgeRequest, Renewal, ResumeOutc
 pub use error::{StoreError, StoreErrorKind};
 pub use inspect::{CancelOutcome, Capabilities, JobFilter, RequeueOutcome, StatusCount};
 pub use job::{Enqueued, JobId, JobRecord, JobStatus, NewJob, RetryPolicy, UnknownStatus};
+pub use limit::{window_end, window_of, Limit, LimitScope};
 pub use memory::{MemoryStore, StatusCounter};
 pub use schedule::{FireOutcome, ScheduleRecord};
 pub use store::Store;

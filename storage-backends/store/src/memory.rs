@@ -8,9 +8,9 @@ use parking_lot::Mutex;
 use crate::transition::{self, Recovery, WaitState};
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, ChildOf, ChildrenWait, Claim, ClaimRequest, Claimed, DeleteOutcome,
-    Enqueued, FireOutcome, JobFilter, JobId, JobRecord, JobStatus, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest,
-    Reclaimed, Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalId, SignalOutcome, StatusCount,
-    Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOp, WriteOutcome,
+    Enqueued, FireOutcome, JobFilter, JobId, JobRecord, JobStatus, Limit, LimitScope, NewJob, PauseOutcome,
+    PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalId,
+    SignalOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOp, WriteOutcome,
 };
 
 /// A store in memory: the executable specification of [`Store`], and a store for tests and
@@ -41,6 +41,18 @@ struct State {
     /// Role → (holder, lease end).
     leads: BTreeMap<String, (String, Timestamp)>,
     schedules: BTreeMap<String, ScheduleRecord>,
+    limits: BTreeMap<LimitScope, Limit>,
+    /// (Scope, key) → (window, claims counted in it).
+    windows: BTreeMap<(LimitScope, String), (i64, u32)>,
+}
+
+/// Why a limit holds a ready job back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Its scope runs as many jobs as it may.
+    Running,
+    /// Its scope's window is full: it may be claimed in the next one.
+    Rate,
 }
 
 impl MemoryStore {
@@ -106,6 +118,55 @@ impl State {
         let Some((link, completed)) = self.jobs.get(&job).and_then(transition::finished_child) else { return };
         if let Some(parent) = self.jobs.get_mut(&link.parent) {
             transition::child_finished(parent, link.index, completed, now);
+        }
+    }
+
+    /// Whether a limit holds ready job `id` back at `now`.
+    fn held_back(&self, id: JobId, now: Timestamp) -> Option<Held> {
+        let job = self.jobs.get(&id)?;
+        let window = crate::window_of(now);
+        let mut held = None;
+        for limit in self.limits.values().filter(|l| l.scope.covers(job)) {
+            let key = limit.key_of(job);
+            if let Some(max) = limit.max_running {
+                let running = self
+                    .jobs
+                    .values()
+                    .filter(|j| j.status == JobStatus::Running && limit.scope.covers(j) && limit.key_of(j) == key)
+                    .count();
+                if running >= max as usize {
+                    held = held.or(Some(Held::Running));
+                }
+            }
+            if let Some(per_second) = limit.per_second {
+                let counted = match self.windows.get(&(limit.scope.clone(), key.to_owned())) {
+                    Some(&(w, n)) if w == window => n,
+                    _ => 0,
+                };
+                if counted >= per_second {
+                    held = Some(Held::Rate);
+                }
+            }
+        }
+        held
+    }
+
+    /// Counts a claim of `id` in the window of every per-second limit covering it.
+    fn count_start(&mut self, id: JobId, now: Timestamp) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let window = crate::window_of(now);
+        let keys: Vec<(LimitScope, String)> = self
+            .limits
+            .values()
+            .filter(|l| l.per_second.is_some() && l.scope.covers(job))
+            .map(|l| (l.scope.clone(), l.key_of(job).to_owned()))
+            .collect();
+        for key in keys {
+            let entry = self.windows.entry(key).or_insert((window, 0));
+            if entry.0 != window {
+                *entry = (window, 0);
+            }
+            entry.1 += 1;
         }
     }
 
@@ -202,16 +263,27 @@ impl Store for MemoryStore {
         }
         let mut ready: Vec<&JobRecord> = st.jobs.values().filter(|j| transition::is_ready(j, req)).collect();
         ready.sort_by_key(|j| transition::claim_order(j));
-        let ids: Vec<JobId> = ready.iter().take(req.limit).map(|j| j.id).collect();
-        let mut jobs = Vec::with_capacity(ids.len());
+        let ids: Vec<JobId> = ready.iter().map(|j| j.id).collect();
+        let (mut jobs, mut rate_held) = (Vec::new(), false);
         for id in ids {
-            let resumed = st.has_checkpoints(id);
-            if let Some(job) = st.jobs.get_mut(&id) {
-                jobs.push(transition::claim(job, req, resumed));
+            if jobs.len() == req.limit {
+                break;
+            }
+            match st.held_back(id, req.now) {
+                Some(Held::Rate) => rate_held = true,
+                Some(Held::Running) => {}
+                None => {
+                    st.count_start(id, req.now);
+                    let resumed = st.has_checkpoints(id);
+                    if let Some(job) = st.jobs.get_mut(&id) {
+                        jobs.push(transition::claim(job, req, resumed));
+                    }
+                }
             }
         }
         let next_due = if jobs.len() < req.limit {
-            st.jobs.values().filter_map(|j| transition::due_time(j, req)).min()
+            let window_end = rate_held.then(|| crate::window_end(crate::window_of(req.now)));
+            st.jobs.values().filter_map(|j| transition::due_time(j, req)).chain(window_end).min()
         } else {
             None
         };
@@ -387,6 +459,19 @@ impl Store for MemoryStore {
             st.leads.insert(role.to_owned(), (holder.to_owned(), until));
         }
         Ok(free)
+    }
+
+    fn set_limit(&self, limit: &Limit) -> Result<(), StoreError> {
+        self.state.lock().limits.insert(limit.scope.clone(), limit.clone());
+        Ok(())
+    }
+
+    fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError> {
+        Ok(self.state.lock().limits.remove(scope).is_some())
+    }
+
+    fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        Ok(self.state.lock().limits.values().cloned().collect())
     }
 
     fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {

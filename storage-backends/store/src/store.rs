@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::{
     CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
-    JobFilter, JobId, JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal,
-    RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, StoreError, Timestamp, Write,
-    WriteOutcome,
+    JobFilter, JobId, JobRecord, Limit, LimitScope, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
+    Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, StoreError, Timestamp,
+    Write, WriteOutcome,
 };
 
 /// Durable storage for jobs and checkpoints.
@@ -76,9 +76,22 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// `attempt + 1`, `token + 1`, `locked_by = req.worker`, `lease_until = req.lease_until`,
     /// `started_at = updated_at = req.now` and `run_started = false`. The jobs come back in
     /// claim order; [`ClaimedJob::resumed`](crate::ClaimedJob::resumed) says whether each has
-    /// checkpoints. If fewer than `limit` were claimed, [`Claimed::next_due`] is the earliest
-    /// `run_at` of a scheduled job or `wake_at` of a waiting job in the requested queues
-    /// (after the promotion), otherwise `None`. A claim with `limit == 0` does nothing. Two
+    /// checkpoints.
+    ///
+    /// Limits ([`set_limit`](Self::set_limit)): a ready job is skipped (not claimed, not
+    /// charged; later ones in claim order may be claimed) if a limit whose scope covers it
+    /// holds it back: `max_running` and the `Running` jobs it covers (with the same key if
+    /// `by_key`; jobs claimed earlier in this call count) already reach it, or `per_second`
+    /// and the claims counted in the current one-second window ([`window_of`]`(req.now)`) of
+    /// its key reach it. Each claimed job adds one to the window count of every per-second
+    /// limit covering it (a count kept for any other window starts again from 0).
+    ///
+    /// [`window_of`]: crate::window_of
+    ///
+    /// If fewer than `limit` were claimed, [`Claimed::next_due`] is the earliest `run_at` of a
+    /// scheduled job or `wake_at` of a waiting job in the requested queues (after the
+    /// promotion), or the end of the current window if a per-second limit held a job back;
+    /// otherwise `None`. A claim with `limit == 0` does nothing. Two
     /// concurrent claims (from any process) never return the same job.
     ///
     /// Repeat: claims other jobs; the first claim's jobs stay leased until their lease expires.
@@ -290,6 +303,32 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage is busy, full or failing.
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
 
+    /// Sets the limit of `limit.scope`, replacing the one it had; claims of every process
+    /// sharing the storage follow it from their next call. Window counts are kept.
+    ///
+    /// Repeat: idempotent.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn set_limit(&self, limit: &Limit) -> Result<(), StoreError>;
+
+    /// Removes the limit of `scope`; `true` if there was one.
+    ///
+    /// Repeat: `false`.
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage is busy, full or failing.
+    fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError>;
+
+    /// Every limit, sorted by scope (queues first, then names, each by name).
+    ///
+    /// # Errors
+    ///
+    /// A retryable error if the storage fails.
+    fn limits(&self) -> Result<Vec<Limit>, StoreError>;
+
     /// Stores `schedule`, replacing the one of the same name: its `spec`, `template`,
     /// `next_fire` and `updated_at` are taken from `schedule`; a replaced schedule keeps its
     /// `created_at`, `last_fire` and `last_job`.
@@ -458,6 +497,15 @@ macro_rules! forward_store {
             }
             fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
                 (**self).lead(role, holder, now, until)
+            }
+            fn set_limit(&self, limit: &Limit) -> Result<(), StoreError> {
+                (**self).set_limit(limit)
+            }
+            fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError> {
+                (**self).remove_limit(scope)
+            }
+            fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+                (**self).limits()
             }
             fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
                 (**self).put_schedule(schedule)

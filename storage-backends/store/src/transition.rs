@@ -23,6 +23,7 @@ pub fn new_record(id: JobId, new: &NewJob) -> JobRecord {
     job.timeout = new.timeout;
     job.retry_policy = new.retry_policy;
     job.parent = new.parent;
+    job.concurrency_key.clone_from(&new.concurrency_key);
     job
 }
 

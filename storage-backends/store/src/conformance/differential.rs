@@ -179,7 +179,7 @@ impl Run {
 
     /// One call of operator control: pause, resume, retention, leadership, bulk requeue.
     fn control_call(&mut self, reference: &MemoryStore, tested: &dyn Store) {
-        match self.rng.u32(0..20) {
+        match self.rng.u32(0..22) {
             0..=3 => {
                 let id = self.job_id();
                 self.check("pause", reference.pause(id, self.now), tested.pause(id, self.now));
@@ -213,6 +213,26 @@ impl Run {
                     reference.lead(role, holder, self.now, until),
                     tested.lead(role, holder, self.now, until),
                 );
+            }
+            19 => {
+                let scope = if self.rng.bool() {
+                    crate::LimitScope::Queue(self.pick(&QUEUES).to_owned())
+                } else {
+                    crate::LimitScope::Name(self.pick(&NAMES).to_owned())
+                };
+                if self.rng.u8(..3) == 0 {
+                    self.check("remove_limit", reference.remove_limit(&scope), tested.remove_limit(&scope));
+                } else {
+                    let mut limit = crate::Limit::new(scope).by_key(self.rng.bool());
+                    if self.rng.bool() {
+                        limit = limit.max_running(self.rng.u32(0..4));
+                    }
+                    if self.rng.bool() {
+                        limit = limit.per_second(self.rng.u32(0..4));
+                    }
+                    self.check("set_limit", reference.set_limit(&limit), tested.set_limit(&limit));
+                }
+                self.check("limits", reference.limits(), tested.limits());
             }
             16 => {
                 let (name, next) = (self.pick(&["s1", "s2"]), self.secs(-5, 20));
@@ -269,6 +289,9 @@ impl Run {
             if self.rng.bool() {
                 job = job.unique_window(Duration::from_secs(self.rng.u64(1..=30)));
             }
+        }
+        if self.rng.u8(..3) == 0 {
+            job = job.concurrency_key(self.pick(&["t1", "t2"]));
         }
         if self.rng.u8(..4) == 0 {
             job = job.timeout(Duration::from_millis(self.rng.u64(1..=5000)));

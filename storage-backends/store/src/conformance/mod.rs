@@ -29,6 +29,7 @@ mod control;
 mod differential;
 mod fencing;
 mod fixtures;
+mod limits;
 mod schedules;
 mod scheduling;
 mod waits;
@@ -38,6 +39,7 @@ pub use control::*;
 pub use differential::*;
 pub use fencing::*;
 pub use fixtures::*;
+pub use limits::*;
 pub use schedules::*;
 pub use scheduling::*;
 pub use waits::*;
@@ -111,6 +113,8 @@ macro_rules! store_conformance_tests {
             requeue_many_and_error_filters,
             schedules_are_stored_replaced_and_removed,
             a_schedule_fires_once_per_due_time,
+            a_running_cap_holds_jobs_back,
+            a_rate_limit_counts_claims_per_window,
             differential_against_memory_store,
         );
     };
