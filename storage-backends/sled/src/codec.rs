@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 
 /// The fields of a stored job that format 1 already had, in its order. Postcard writes a
-/// nested struct as its fields in sequence, with nothing around them, so a format-3 job
-/// ([`StoredJob`]) is these followed by format 2's ([`RunFields`]) and its own, a format-2 job
-/// (`upgrade.rs`) is these and format 2's, and a format-1 job is these alone. Postcard is not
+/// nested struct as its fields in sequence, with nothing around them, so a format-4 job
+/// ([`StoredJob`]) is these followed by format 2's ([`RunFields`]), format 3's
+/// ([`WaitFields`]) and its own; a format-3 job (`upgrade.rs`) stops after format 3's, a
+/// format-2 job after format 2's, and a format-1 job is these alone. Postcard is not
 /// self-describing: any change is a new format, with an upgrade, and a format that changes
 /// these fields (or [`RunFields`]) must first freeze a copy of them for the older formats.
 #[derive(Serialize, Deserialize)]
@@ -53,7 +54,7 @@ pub(crate) struct RunFields {
 /// The fields format 3 added, after format 2's: what a waiting job waits for besides a time,
 /// and the parent of a child job.
 #[derive(Serialize, Deserialize)]
-struct WaitFields {
+pub(crate) struct WaitFields {
     wait_signal: Option<String>,
     wait_children: Option<StoredChildrenWait>,
     /// Parent id, then the parent's step index.
@@ -70,12 +71,26 @@ struct StoredChildrenWait {
     failed: u32,
 }
 
-/// The layout of a stored job in the current format (3).
+/// The fields format 4 added, after format 3's: operator control of a running job.
+#[derive(Serialize, Deserialize)]
+struct ControlFields {
+    cancel_requested: bool,
+}
+
+/// The layout of a stored job in the current format (4).
 #[derive(Serialize, Deserialize)]
 struct StoredJob {
     fields: JobFields,
     run: RunFields,
     waits: WaitFields,
+    control: ControlFields,
+}
+
+/// A lead's holder and the end of its lease, as the `leads` tree stores them by role.
+#[derive(Serialize, Deserialize)]
+struct StoredLead {
+    holder: String,
+    until: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,7 +153,8 @@ pub(crate) fn encode_job(j: &JobRecord) -> Result<Vec<u8>, StoreError> {
         }),
         parent: j.parent.map(|p| (p.parent.0, p.index)),
     };
-    postcard::to_stdvec(&StoredJob { fields, run, waits })
+    let control = ControlFields { cancel_requested: j.cancel_requested };
+    postcard::to_stdvec(&StoredJob { fields, run, waits, control })
         .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode job: {e}")))
 }
 
@@ -146,13 +162,32 @@ pub(crate) fn decode_job(bytes: &[u8]) -> Result<JobRecord, StoreError> {
     let s: StoredJob = postcard::from_bytes(bytes).map_err(|e| corrupt("job record", &e))?;
     let mut job = s.fields.into_record()?;
     s.run.apply(&mut job);
-    job.wait_signal = s.waits.wait_signal;
-    job.wait_children = s.waits.wait_children.map(|w| {
-        let rule = FanIn { index: w.index, need: w.need, tolerate: w.tolerate };
-        ChildrenWait::new(rule, w.total, w.succeeded, w.failed)
-    });
-    job.parent = s.waits.parent.map(|(parent, index)| ChildOf { parent: JobId(parent), index });
+    s.waits.apply(&mut job);
+    job.cancel_requested = s.control.cancel_requested;
     Ok(job)
+}
+
+impl WaitFields {
+    /// Sets these fields of `job`.
+    pub(crate) fn apply(self, job: &mut JobRecord) {
+        job.wait_signal = self.wait_signal;
+        job.wait_children = self.wait_children.map(|w| {
+            let rule = FanIn { index: w.index, need: w.need, tolerate: w.tolerate };
+            ChildrenWait::new(rule, w.total, w.succeeded, w.failed)
+        });
+        job.parent = self.parent.map(|(parent, index)| ChildOf { parent: JobId(parent), index });
+    }
+}
+
+pub(crate) fn encode_lead(holder: &str, until: Timestamp) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(&StoredLead { holder: holder.to_owned(), until: until.0 })
+        .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode lead: {e}")))
+}
+
+/// A lead's holder and lease end.
+pub(crate) fn decode_lead(bytes: &[u8]) -> Result<(String, Timestamp), StoreError> {
+    let s: StoredLead = postcard::from_bytes(bytes).map_err(|e| corrupt("lead", &e))?;
+    Ok((s.holder, Timestamp(s.until)))
 }
 
 impl RunFields {
@@ -241,10 +276,10 @@ mod tests {
     /// succeeded, failed), parent (id, index).
     type Waits = (Option<String>, Option<(u32, u32, u32, u32, u32, u32)>, Option<(i64, u32)>);
 
-    /// A format-3 job is the format-1 fields, then format 2's, then format 3's own: what
-    /// `upgrade.rs` relies on to read formats 1 and 2 with the same structs.
+    /// A format-4 job is the format-1 fields, then format 2's, then format 3's, then its own:
+    /// what `upgrade.rs` relies on to read formats 1 to 3 with the same structs.
     #[test]
-    fn a_stored_job_starts_with_the_format_1_then_the_format_2_fields() {
+    fn a_stored_job_starts_with_the_fields_of_each_older_format_in_turn() {
         let mut job = JobRecord::new(JobId(7), "q", "n", b"{}".to_vec(), Timestamp(5));
         job.status = JobStatus::Waiting;
         job.wake_at = Some(Timestamp(9));
@@ -253,16 +288,18 @@ mod tests {
         job.wait_signal = Some("go".to_owned());
         job.wait_children = Some(ChildrenWait::new(FanIn { index: 2, need: 3, tolerate: 1 }, 4, 1, 0));
         job.parent = Some(ChildOf { parent: JobId(1), index: 6 });
+        job.cancel_requested = true;
         let bytes = encode_job(&job).unwrap();
         let (fields, rest): (JobFields, _) = postcard::take_from_bytes(&bytes).unwrap();
         let (run, rest): (RunFields, _) = postcard::take_from_bytes(rest).unwrap();
         let (token, run_started, confirm_start) = (run.token, run.run_started, run.confirm_start);
         assert_eq!((token, run_started, confirm_start), (3, true, false));
-        let waits: Waits = postcard::from_bytes(rest).unwrap();
+        let (waits, rest): (Waits, _) = postcard::take_from_bytes(rest).unwrap();
         assert_eq!(waits, (Some("go".to_owned()), Some((2, 3, 1, 4, 1, 0)), Some((1, 6))));
+        assert_eq!(rest, [1], "cancel_requested, last");
         let mut v1 = job.clone();
         (v1.token, v1.run_started) = (ClaimToken::default(), false);
-        (v1.wait_signal, v1.wait_children, v1.parent) = (None, None, None);
+        (v1.wait_signal, v1.wait_children, v1.parent, v1.cancel_requested) = (None, None, None, false);
         let v1_record = fields.into_record().unwrap();
         assert_eq!(v1_record, v1);
         let mut v2 = v1_record;
@@ -270,6 +307,11 @@ mod tests {
         (v1.token, v1.run_started) = (job.token, job.run_started);
         assert_eq!(v2, v1);
         assert_eq!(decode_job(&bytes).unwrap(), job);
+        let v3 = crate::upgrade::decode_job_v3(&bytes[..bytes.len() - 1]).unwrap();
+        let mut expected = job.clone();
+        expected.cancel_requested = false;
+        assert_eq!(v3, expected);
+        assert!(decode_job(&bytes[..bytes.len() - 1]).is_err(), "a format-3 record is not a format-4 one");
     }
 
     #[test]

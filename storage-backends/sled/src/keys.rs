@@ -1,6 +1,6 @@
 //! Byte keys whose lexicographic order is the order the store scans in.
 
-use durable_jobs_store::{ChildOf, JobId, SignalId, Timestamp};
+use durable_jobs_store::{ChildOf, JobId, JobStatus, SignalId, Timestamp};
 
 /// A job id as 8 big-endian bytes (ids are positive).
 pub(crate) fn id(id: JobId) -> [u8; 8] {
@@ -140,6 +140,38 @@ pub(crate) fn child(link: ChildOf, child: JobId) -> [u8; 20] {
     k
 }
 
+/// The first byte of a finished-index key: one per terminal status (stored, so fixed here
+/// rather than taken from the order of `JobStatus::ALL`).
+fn finished_tag(status: JobStatus) -> u8 {
+    match status {
+        JobStatus::Completed => 0,
+        JobStatus::Failed => 1,
+        JobStatus::Cancelled => 2,
+        _ => u8::MAX,
+    }
+}
+
+/// An entry of the finished index (every job with a `finished_at`, by terminal status, then
+/// `finished_at`, then id): what `purge` scans, oldest first, without reading other records.
+pub(crate) fn finished(status: JobStatus, at: Timestamp, job: JobId) -> [u8; 17] {
+    let mut k = [0; 17];
+    k[0] = finished_tag(status);
+    k[1..9].copy_from_slice(&ordered_i64(at.0));
+    k[9..].copy_from_slice(&id(job));
+    k
+}
+
+/// The finished-index range of the jobs in `status` that finished before `before`.
+pub(crate) fn finished_before(status: JobStatus, before: Timestamp) -> std::ops::Range<[u8; 9]> {
+    let tag = finished_tag(status);
+    let mut from = [0; 9];
+    from[0] = tag;
+    let mut to = [0; 9];
+    to[0] = tag;
+    to[1..].copy_from_slice(&ordered_i64(before.0));
+    from..to
+}
+
 /// A signal: job, then signal id (ids are positive), so that a job's signals sort oldest first.
 pub(crate) fn signal(job: JobId, signal: SignalId) -> [u8; 16] {
     let mut k = [0; 16];
@@ -196,5 +228,17 @@ mod tests {
         assert!(signal(JobId(1), SignalId(i64::MAX)) < signal(JobId(2), SignalId(1)));
         assert_eq!(signal_from(&signal(JobId(3), SignalId(5))), Some((JobId(3), SignalId(5))));
         assert_eq!(signal_from(&[0; 15]), None);
+    }
+
+    #[test]
+    fn finished_keys_sort_by_status_then_time_and_ranges_end_before_the_bound() {
+        let k = |s, at, i| finished(s, Timestamp(at), JobId(i));
+        let range = finished_before(JobStatus::Failed, Timestamp(10));
+        let inside = |key: &[u8; 17]| range.start[..] <= key[..] && key[..] < range.end[..];
+        assert!(inside(&k(JobStatus::Failed, -5, 9)) && inside(&k(JobStatus::Failed, 9, i64::MAX)));
+        assert!(!inside(&k(JobStatus::Failed, 10, 1)), "finished at the bound is not before it");
+        assert!(!inside(&k(JobStatus::Completed, 1, 1)) && !inside(&k(JobStatus::Cancelled, 1, 1)));
+        assert!(k(JobStatus::Failed, 3, 9) < k(JobStatus::Failed, 4, 1));
+        assert_eq!(id_from(&k(JobStatus::Cancelled, 3, 42)), Some(JobId(42)));
     }
 }

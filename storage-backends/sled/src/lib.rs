@@ -89,6 +89,7 @@
 //! when one process owns its queue and a power loss may cost the last writes.
 
 mod codec;
+mod control;
 mod error;
 mod flush;
 mod keys;

@@ -1,15 +1,17 @@
 //! `SledStore`: jobs, indexes, checkpoints and signals as sled trees, written in multi-tree
 //! transactions and acknowledged after a shared flush.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, StatusCounter, Store,
-    StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
+    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
+    Signal, SignalOutcome, StatusCount, StatusCounter, Store, StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use sled::transaction::Transactional;
@@ -44,6 +46,9 @@ pub struct SledStore {
     trees: Trees,
     write_lock: Mutex<()>,
     flush: GroupFlush,
+    /// The `paused` tree, read at open and changed with it under the write lock, so that a
+    /// claim does not read a tree to leave paused queues out.
+    pub(crate) paused: Mutex<BTreeSet<String>>,
 }
 
 /// The trees of one database (see [`Tx`] for what each holds).
@@ -58,7 +63,13 @@ pub(crate) struct Trees {
     pub(crate) checkpoints: Tree,
     pub(crate) children: Tree,
     pub(crate) signals: Tree,
+    pub(crate) finished: Tree,
     meta: Tree,
+    /// Paused queues → when they were paused. Not in the transactions of other calls: it is
+    /// written alone, under the write lock.
+    pub(crate) paused: Tree,
+    /// Role → its holder and lease end ([`codec::encode_lead`]); written alone, as `paused`.
+    pub(crate) leads: Tree,
 }
 
 /// A candidate for a claim, in claim order.
@@ -105,11 +116,23 @@ impl SledStore {
             checkpoints: tree("checkpoints")?,
             children: tree("children")?,
             signals: tree("signals")?,
+            finished: tree("finished")?,
             meta: tree("meta")?,
+            paused: tree("paused")?,
+            leads: tree("leads")?,
         };
         let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
-        let store = SledStore { path, identity, db, trees, write_lock: Mutex::new(()), flush: GroupFlush::default() };
+        let store = SledStore {
+            path,
+            identity,
+            db,
+            trees,
+            write_lock: Mutex::new(()),
+            flush: GroupFlush::default(),
+            paused: Mutex::new(BTreeSet::new()),
+        };
         upgrade::upgrade(&store, format, Timestamp::now())?;
+        *store.paused.lock() = store.read_paused()?;
         Ok(store)
     }
 
@@ -131,7 +154,7 @@ impl SledStore {
     /// Runs `f` (reads, then transactions) holding the write lock, so that nothing changes
     /// between what `f` reads outside its transactions and what they write; then waits until a
     /// flush has made the writes durable.
-    fn locked<T>(&self, f: impl FnOnce(&Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn locked<T>(&self, f: impl FnOnce(&Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let (out, seq) = {
             let _writer = self.write_lock.lock();
             (f(self)?, self.flush.committed())
@@ -141,7 +164,7 @@ impl SledStore {
     }
 
     /// One transaction over every tree; the caller holds the write lock.
-    fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+    pub(crate) fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
         let t = &self.trees;
         let all = (
             &t.jobs,
@@ -154,11 +177,14 @@ impl SledStore {
             &t.checkpoints,
             &t.children,
             &t.signals,
+            &t.finished,
             &t.meta,
         );
-        all.transaction(|(jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, meta)| {
-            f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, meta })
-        })
+        all.transaction(
+            |(jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, finished, meta)| {
+                f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, finished, meta })
+            },
+        )
         .map_err(|e| transaction_error(what, e))
     }
 
@@ -167,6 +193,16 @@ impl SledStore {
     pub(crate) fn new_id(&self) -> Result<JobId, StoreError> {
         let id = self.db.generate_id().map_err(|e| store_error("generate id", e))?;
         Ok(JobId(id.cast_signed().saturating_add(1)))
+    }
+
+    /// `req` without the paused queues (the caller holds the write lock).
+    fn unpaused<'r>(&self, req: &'r ClaimRequest) -> Cow<'r, ClaimRequest> {
+        let paused = self.paused.lock();
+        if req.queues.iter().any(|q| paused.contains(q)) {
+            Cow::Owned(transition::unpaused(req, &paused))
+        } else {
+            Cow::Borrowed(req)
+        }
     }
 
     /// The live job holding `key`, read outside a transaction.
@@ -322,6 +358,7 @@ impl Store for SledStore {
             return Ok(Claimed::default());
         }
         self.locked(|s| {
+            let req = &*s.unpaused(req);
             let due = s.due_jobs(req)?;
             let mut candidates = s.ready_candidates(req)?;
             for &id in &due {
@@ -368,20 +405,23 @@ impl Store for SledStore {
         })
     }
 
-    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError> {
         self.write("renew", |tx| {
-            let mut lost = Vec::new();
+            let (mut lost, mut cancelled) = (Vec::new(), Vec::new());
             for &claim in claims {
                 match tx.fenced(claim, worker)? {
                     Some(old) => {
                         let mut job = old.clone();
                         job.lease_until = Some(lease_until);
                         tx.save(Some(&old), &job)?;
+                        if job.cancel_requested {
+                            cancelled.push(claim);
+                        }
                     }
                     None => lost.push(claim),
                 }
             }
-            Ok(lost)
+            Ok(Renewal::new(lost, cancelled))
         })
     }
 
@@ -393,6 +433,7 @@ impl Store for SledStore {
                     let mut job = old.clone();
                     transition::release(&mut job, now);
                     tx.save(Some(&old), &job)?;
+                    tx.count_if_child(&job, now)?;
                     released += 1;
                 }
             }
@@ -416,6 +457,7 @@ impl Store for SledStore {
                         Recovery::Requeued => &mut out.requeued,
                         Recovery::Failed => &mut out.failed,
                         Recovery::Released => &mut out.released,
+                        Recovery::Cancelled => &mut out.cancelled,
                     };
                     outcome.push(id);
                     tx.save(Some(&old), &job)?;
@@ -446,21 +488,39 @@ impl Store for SledStore {
     }
 
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
-        self.write("requeue", |tx| {
-            let Some(old) = tx.job(job)? else { return Ok(RequeueOutcome::NotFound) };
-            if let Some(refusal) = transition::requeue_refusal(old.status) {
-                return Ok(refusal);
-            }
-            if let Some(key) = &old.unique_key {
-                if let Some(holder) = tx.live_holder(key)?.filter(|holder| *holder != job) {
-                    return Ok(RequeueOutcome::KeyTaken(holder));
-                }
-            }
-            let mut record = old.clone();
-            transition::requeue(&mut record, now);
-            tx.save(Some(&old), &record)?;
-            Ok(RequeueOutcome::Requeued)
-        })
+        Ok(self.requeue_jobs(&[job], now)?.pop().unwrap_or(RequeueOutcome::NotFound))
+    }
+
+    fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError> {
+        self.requeue_jobs(jobs, now)
+    }
+
+    fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError> {
+        self.pause_job(job, now)
+    }
+
+    fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError> {
+        self.resume_job(job, now)
+    }
+
+    fn pause_queue(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        self.set_queue_paused(queue, paused, now)
+    }
+
+    fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.paused.lock().iter().cloned().collect())
+    }
+
+    fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError> {
+        self.purge_finished(req)
+    }
+
+    fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError> {
+        self.delete_jobs(jobs)
+    }
+
+    fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        self.take_lead(role, holder, now, until)
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

@@ -2,6 +2,7 @@
 
 use durable_jobs_store::{transition, Checkpoint, Claim, JobId, JobRecord, JobStatus, StoreError};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::IVec;
 
 use crate::{codec, keys};
 
@@ -11,9 +12,12 @@ pub(crate) const MAX_ID_KEY: &[u8] = b"max_id";
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
 /// The meta-tree key of the highest signal id ever assigned (absent before the first signal).
 pub(crate) const MAX_SIGNAL_KEY: &[u8] = b"max_signal";
-/// The layout this version reads and writes: format 2 with signals, children and the job
-/// fields for them.
-pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/3";
+/// The layout this version reads and writes: format 3 with `cancel_requested` in job records,
+/// the finished index, and the trees of paused queues and leads.
+pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/4";
+/// The layout before operator control (shorter job records, no finished index), upgraded on
+/// open.
+pub(crate) const FORMAT_3: &[u8] = b"durable-jobs-sled/3";
 /// The layout before signals and children (no `signals` or `children` trees, shorter job
 /// records), upgraded on open.
 pub(crate) const FORMAT_2: &[u8] = b"durable-jobs-sled/2";
@@ -27,6 +31,8 @@ pub(crate) enum Format {
     V1,
     /// [`FORMAT_2`], upgraded on open.
     V2,
+    /// [`FORMAT_3`], upgraded on open.
+    V3,
     /// [`FORMAT`].
     Current,
 }
@@ -36,6 +42,7 @@ impl Format {
     pub(crate) fn of(marker: &[u8]) -> Option<Format> {
         match marker {
             m if m == FORMAT => Some(Format::Current),
+            m if m == FORMAT_3 => Some(Format::V3),
             m if m == FORMAT_2 => Some(Format::V2),
             m if m == FORMAT_1 => Some(Format::V1),
             _ => None,
@@ -66,6 +73,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) children: &'a TransactionalTree,
     /// Pending signals by job and signal id.
     pub(crate) signals: &'a TransactionalTree,
+    /// Finished jobs by status, `finished_at` and id (see [`keys::finished`]).
+    pub(crate) finished: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
 }
 
@@ -118,11 +127,12 @@ impl Tx<'_> {
 
     /// The index entry a job has in its status, as (tree, key).
     fn entry<'t>(&'t self, j: &JobRecord) -> Option<(&'t TransactionalTree, Vec<u8>)> {
-        match (j.status, j.lease_until, j.wake_at) {
+        match (j.status, j.lease_until, j.wake_at, j.finished_at) {
             (JobStatus::Pending, ..) => Some((self.ready, keys::ready(&j.queue, &j.name, j.priority, j.run_at, j.id))),
             (JobStatus::Scheduled, ..) => Some((self.due, keys::queue_timed(&j.queue, j.run_at, j.id))),
-            (JobStatus::Running, Some(until), _) => Some((self.lease, keys::timed(until, j.id).to_vec())),
-            (JobStatus::Waiting, _, Some(at)) => Some((self.wake, keys::queue_timed(&j.queue, at, j.id))),
+            (JobStatus::Running, Some(until), ..) => Some((self.lease, keys::timed(until, j.id).to_vec())),
+            (JobStatus::Waiting, _, Some(at), _) => Some((self.wake, keys::queue_timed(&j.queue, at, j.id))),
+            (s, .., Some(at)) if s.is_terminal() => Some((self.finished, keys::finished(s, at, j.id).to_vec())),
             _ => None,
         }
     }
@@ -143,6 +153,27 @@ impl Tx<'_> {
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.remove(key.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `job` with its index entries, its checkpoints and its signals (their keys, read
+    /// under the write lock before the transaction). Its children keep theirs: a child's
+    /// entry in the children index is its own.
+    pub(crate) fn remove(&self, job: &JobRecord, checkpoints: &[IVec], signals: &[IVec]) -> Result<(), TxError> {
+        self.unindex(job)?;
+        if let Some(key) = &job.unique_key {
+            self.keys.remove(keys::unique_key(key, job.id))?;
+        }
+        if let Some(link) = job.parent {
+            self.children.remove(&keys::child(link, job.id))?;
+        }
+        self.jobs.remove(&keys::id(job.id))?;
+        for key in checkpoints {
+            self.checkpoints.remove(key)?;
+        }
+        for key in signals {
+            self.signals.remove(key)?;
         }
         Ok(())
     }

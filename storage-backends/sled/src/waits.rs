@@ -39,8 +39,9 @@ impl SledStore {
     /// The plan of a commit of `writes` by `worker`, as it will run (the caller holds the write
     /// lock until the commit is done). A write applies if its run holds the lease and no
     /// earlier write of the batch ended that run; nothing else in a commit changes whether a
-    /// run holds its lease (counting a child only wakes a waiting parent). Ids are drawn only
-    /// for the children of suspensions that apply, so that ids follow insertion order.
+    /// run holds its lease (counting a child only wakes a waiting parent) or was asked to
+    /// cancel. Ids are drawn only for the children of suspensions that apply and do not end
+    /// cancelled, so that ids follow insertion order.
     pub(crate) fn plan_commit(&self, worker: &str, writes: &[Write]) -> Result<CommitPlan, StoreError> {
         let mut suspensions = Vec::with_capacity(writes.len());
         if !writes.iter().any(|w| matches!(w.op, WriteOp::Suspend { .. })) {
@@ -51,13 +52,15 @@ impl SledStore {
         let mut ended = HashSet::new();
         for write in writes {
             let job = write.claim.job;
-            let applies =
-                !ended.contains(&job) && self.get(job)?.is_some_and(|j| transition::holds(&j, worker, write.claim));
-            if applies && write.ends_run() {
+            let holder = if ended.contains(&job) { None } else { self.get(job)? };
+            let holder = holder.filter(|j| transition::holds(j, worker, write.claim));
+            if holder.is_some() && write.ends_run() {
                 ended.insert(job);
             }
+            // A suspension of a run asked to cancel ends it cancelled: nothing to insert or read.
+            let waits = holder.is_some_and(|j| !transition::ends_cancelled(&j, &write.op));
             let planned = match &write.op {
-                WriteOp::Suspend { signal, fan_in, children, .. } if applies => {
+                WriteOp::Suspend { signal, fan_in, children, .. } if waits => {
                     Some(self.plan_suspension(job, signal.as_deref(), fan_in.map(|f| f.index), children.len())?)
                 }
                 _ => None,
@@ -100,12 +103,12 @@ impl SledStore {
     }
 
     /// The descendants of `root` (children, their children…, through any status), parents
-    /// before their children, if `root` can be cancelled; else none. Read under the write lock
-    /// before the cancel's transaction. A job met twice (a cycle of parent links, which only a
-    /// job enqueued with a later job as its parent can make) is listed once.
+    /// before their children, if `root` is live (cancelled, or asked to cancel if it runs);
+    /// else none. Read under the write lock before the cancel's transaction. A job met twice
+    /// (a cycle of parent links, which only a job enqueued with a later job as its parent can
+    /// make) is listed once.
     pub(crate) fn descendants_to_cancel(&self, root: JobId) -> Result<Vec<JobId>, StoreError> {
-        let cancellable = |j: &JobRecord| transition::cancel_outcome(j.status) == CancelOutcome::Cancelled;
-        if !self.get(root)?.is_some_and(|j| cancellable(&j)) {
+        if !self.get(root)?.is_some_and(|j| j.status.is_live()) {
             return Ok(Vec::new());
         }
         let mut seen = HashSet::from([root]);
@@ -174,7 +177,11 @@ impl Tx<'_> {
                 out.push(WriteOutcome::LeaseLost);
                 continue;
             };
-            let wait = self.prepare_wait(id, &write.op, planned.as_ref(), &mut inserted)?;
+            let wait = if transition::ends_cancelled(&old, &write.op) {
+                WaitState::default()
+            } else {
+                self.prepare_wait(id, &write.op, planned.as_ref(), &mut inserted)?
+            };
             let mut job = old.clone();
             transition::apply(&mut job, &write.op, now, wait);
             self.save(Some(&old), &job)?;
@@ -258,24 +265,23 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Cancels `root` if it waits to run, then each of its `descendants` (from
-    /// [`SledStore::descendants_to_cancel`]) that waits to run; each cancelled child is counted
-    /// by its parent.
+    /// Cancels `root` if it is live (a running job is asked to stop), then each of its live
+    /// `descendants` (from [`SledStore::descendants_to_cancel`]); each cancelled child is
+    /// counted by its parent.
     pub(crate) fn cancel(&self, root: JobId, descendants: &[JobId], now: Timestamp) -> Result<CancelOutcome, TxError> {
         let Some(old) = self.job(root)? else { return Ok(CancelOutcome::NotFound) };
         let outcome = transition::cancel_outcome(old.status);
-        if outcome != CancelOutcome::Cancelled {
+        if !old.status.is_live() {
             return Ok(outcome);
         }
         for &id in std::iter::once(&root).chain(descendants) {
-            let Some(old) = self.job(id)? else { continue };
-            if transition::cancel_outcome(old.status) != CancelOutcome::Cancelled {
-                continue;
-            }
+            let Some(old) = self.job(id)?.filter(|j| j.status.is_live()) else { continue };
             let mut job = old.clone();
             transition::cancel(&mut job, now);
-            self.save(Some(&old), &job)?;
-            self.count_if_child(&job, now)?;
+            if job != old {
+                self.save(Some(&old), &job)?;
+                self.count_if_child(&job, now)?;
+            }
         }
         Ok(outcome)
     }

@@ -197,7 +197,7 @@ fn a_format_2_database_is_upgraded_in_place_and_finishes_its_jobs() {
         }
     }
     let marker = sled::open(&copy).unwrap().open_tree("meta").unwrap().get("format").unwrap().unwrap();
-    assert_eq!(&*marker, b"durable-jobs-sled/3");
+    assert_eq!(&*marker, b"durable-jobs-sled/4");
 }
 
 /// A verification that runs out of time leaves no copy beside the database (it is deleted at

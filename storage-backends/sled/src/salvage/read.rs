@@ -91,7 +91,7 @@ fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -
     }
     for (tree, name) in [(Tree::Jobs, "jobs"), (Tree::Checkpoints, "checkpoints"), (Tree::Signals, "signals")] {
         // Older formats have no signals; opening the tree would only create it in the copy.
-        if tree == Tree::Signals && format.is_some_and(|f| f != Format::Current) {
+        if tree == Tree::Signals && matches!(format, Some(Format::V1 | Format::V2)) {
             continue;
         }
         let Ok(entries) = db.open_tree(name).map(|t| t.iter()) else {
