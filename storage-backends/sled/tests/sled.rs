@@ -188,16 +188,88 @@ fn a_format_2_database_is_upgraded_in_place_and_finishes_its_jobs() {
     let store = SledStore::open_with(&path, options()).unwrap();
     release_2_fixture_finished(&store, &run);
     drop(store);
-    let copy = dir.path().join("copy");
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(&path).unwrap() {
+    assert_eq!(format_marker(&path, &dir.path().join("copy")), b"durable-jobs-sled/4");
+}
+
+/// The format marker of the closed database `path`, read by plain sled from a copy in `copy`.
+fn format_marker(path: &Path, copy: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(copy).unwrap();
+    for entry in std::fs::read_dir(path).unwrap() {
         let entry = entry.unwrap();
         if entry.file_type().unwrap().is_file() {
             std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
         }
     }
-    let marker = sled::open(&copy).unwrap().open_tree("meta").unwrap().get("format").unwrap().unwrap();
-    assert_eq!(&*marker, b"durable-jobs-sled/4");
+    sled::open(copy).unwrap().open_tree("meta").unwrap().get("format").unwrap().unwrap().to_vec()
+}
+
+/// A directory written by the release with format 3 opens, is upgraded in place (records with
+/// `cancel_requested`, the finished index) and its jobs run to the end: jobs 1 to 8 through the
+/// shared check, then the signal wait (with a signal of another name pending) and the fan-in
+/// (one child of two counted) from where the release left them. The jobs that release
+/// finished are found by `purge`, through the finished index that the upgrade built.
+#[test]
+fn a_format_3_database_is_upgraded_in_place_and_finishes_its_jobs() {
+    use durable_jobs_store::conformance::{release_2_fixture_finished, release_2_fixture_runs};
+    use durable_jobs_store::{
+        ChildOf, ChildrenWait, ClaimRequest, FanIn, JobId, JobStatus, PurgeRequest, SignalId, SignalOutcome, Timestamp,
+        Write, WriteOutcome,
+    };
+    const T: i64 = 1_790_000_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture_copy("format-3", dir.path());
+    let store = SledStore::open_with(&path, options()).unwrap();
+    let get = |store: &SledStore, id: i64| store.get(JobId(id)).unwrap().unwrap();
+    let nine = get(&store, 9);
+    assert_eq!((nine.status, nine.wait_signal.as_deref(), nine.token.0), (JobStatus::Waiting, Some("approve"), 1));
+    let note = store.signals(JobId(9)).unwrap();
+    assert_eq!(
+        note.iter().map(|s| (s.id, s.name.as_str(), &s.payload[..])).collect::<Vec<_>>(),
+        [(SignalId(1), "note", &b"\"hi\""[..])]
+    );
+    let rule = FanIn { index: 0, need: 2, tolerate: 0 };
+    let ten = get(&store, 10);
+    assert_eq!((ten.status, ten.wait_children), (JobStatus::Waiting, Some(ChildrenWait::new(rule, 2, 1, 0))));
+    let link = Some(ChildOf { parent: JobId(10), index: 0 });
+    let (eleven, twelve) = (get(&store, 11), get(&store, 12));
+    assert_eq!(
+        (eleven.status, eleven.parent, eleven.result.as_deref()),
+        (JobStatus::Completed, link, Some(&b"11"[..]))
+    );
+    assert_eq!((twelve.status, twelve.parent), (JobStatus::Pending, link));
+    assert!((1..=12).all(|id| !get(&store, id).cancel_requested));
+
+    let run = release_2_fixture_runs(&store);
+    drop(store);
+    let store = SledStore::open_with(&path, options()).unwrap();
+    release_2_fixture_finished(&store, &run);
+    let now = Timestamp::now();
+    let lease = Timestamp(now.0 + 30_000_000);
+    let SignalOutcome::Sent { woke: true, .. } = store.signal(JobId(9), "approve", b"1", now).unwrap() else {
+        panic!("the signal did not wake job 9")
+    };
+    let names = ["signal-wait", "fan-child"];
+    let claimed = store.claim(&ClaimRequest::new("new", now, lease).names(names).limit(5)).unwrap().jobs;
+    let seen: Vec<(i64, u64, bool)> = claimed.iter().map(|c| (c.id.0, c.token.0, c.resumed)).collect();
+    assert_eq!(seen, [(9, 2, true), (12, 1, false)], "in claim order, job 9 with its checkpoint");
+    let writes: Vec<Write> =
+        claimed.iter().map(|c| Write::complete(c.claim(), b"1".to_vec()).with_parent(c.parent)).collect();
+    assert_eq!(store.commit("new", now, &writes).unwrap(), vec![WriteOutcome::Applied; 2]);
+    assert_eq!(get(&store, 10).status, JobStatus::Pending, "its second child decided the fan-in");
+    let parent = store.claim(&ClaimRequest::new("new", now, lease).names(["fan-parent"])).unwrap().jobs;
+    assert_eq!((parent[0].id, parent[0].token.0), (JobId(10), 2));
+    let done = store.commit("new", now, &[Write::complete(parent[0].claim(), b"1".to_vec())]).unwrap();
+    assert_eq!(done, [WriteOutcome::Applied]);
+
+    // Finished at T by the release: 1 and 11 completed, 2 failed, 3 cancelled.
+    let purge = |status, limit| store.purge(&PurgeRequest::new(status, Timestamp(T + 1), limit)).unwrap();
+    assert_eq!((purge(JobStatus::Failed, 10), purge(JobStatus::Cancelled, 10)), (1, 1));
+    assert_eq!(purge(JobStatus::Completed, 10), 2);
+    let gone: Vec<i64> = (1..=12).filter(|id| store.get(JobId(*id)).unwrap().is_none()).collect();
+    assert_eq!(gone, [1, 2, 3, 11]);
+    assert!(store.checkpoints(JobId(1), 0, 10).unwrap().is_empty(), "with its checkpoints");
+    drop(store);
+    assert_eq!(format_marker(&path, &dir.path().join("copy")), b"durable-jobs-sled/4");
 }
 
 /// A verification that runs out of time leaves no copy beside the database (it is deleted at
