@@ -20,7 +20,7 @@ use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledS
 use durable_jobs_store::conformance::{at, claim_ids, claim_runs, insert, job, T0};
 use durable_jobs_store::{
     CancelOutcome, Checkpoint, ClaimRequest, Enqueued, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob,
-    ReclaimRequest, SignalId, SignalOutcome, Store, StoreErrorKind, Write,
+    PurgeRequest, ReclaimRequest, SignalId, SignalOutcome, Store, StoreErrorKind, Timestamp, Write,
 };
 
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -79,8 +79,21 @@ fn all_checkpoints(store: &SledStore, jobs: &[JobRecord]) -> BTreeMap<JobId, Vec
 /// Every entry of every tree, read with sled itself.
 fn trees(path: &Path) -> BTreeMap<String, Entries> {
     let db = sled::open(path).unwrap();
-    let names =
-        ["jobs", "ready", "due", "lease", "wake", "unique", "keys", "checkpoints", "children", "signals", "meta"];
+    let names = [
+        "jobs",
+        "ready",
+        "due",
+        "lease",
+        "wake",
+        "unique",
+        "keys",
+        "checkpoints",
+        "children",
+        "signals",
+        "finished",
+        "paused",
+        "meta",
+    ];
     names
         .iter()
         .map(|&n| {
@@ -248,10 +261,12 @@ fn salvaging_a_healthy_store_copies_everything_exactly() {
     let store = SledStore::open(&path).unwrap();
     let ids = varied(&store);
     insert(&store, &vec![with_args("b", 100); 300]);
+    store.pause_queue("mail", true, at(7)).unwrap();
     let jobs = all_jobs(&store);
     let checkpoints = all_checkpoints(&store, &jobs);
     drop(store);
     let original = trees(&path);
+    assert_eq!((original["finished"].len(), original["paused"].len()), (2, 1), "indexed: one completed, one failed");
     let before = snapshot(&path);
 
     let into = dir.path().join("copy");
@@ -262,9 +277,10 @@ fn salvaging_a_healthy_store_copies_everything_exactly() {
     assert_eq!(report.max_job_id_at_last_close, report.max_job_id);
     assert!(!report.repaired);
 
-    // Byte for byte: records, checkpoints, every index entry, the stored highest id.
+    // Byte for byte: records, checkpoints, every index entry, paused queues, the stored highest id.
     assert!(trees(&into) == original, "the trees differ");
     let store = SledStore::open(&into).unwrap();
+    assert_eq!(store.paused_queues().unwrap(), ["mail"]);
     assert!(all_jobs(&store) == jobs);
     assert_eq!(all_checkpoints(&store, &jobs), checkpoints);
     assert_eq!(jobs[..9].iter().map(|j| j.id).collect::<Vec<_>>(), ids);
@@ -318,7 +334,7 @@ fn salvage_keeps_signals_and_child_links() {
 /// upgrade would give.
 #[test]
 fn older_formats_are_salvaged_as_their_upgrade_reads_them() {
-    for (name, checkpoints) in [("format-1", 4), ("format-2", 5)] {
+    for (name, counts) in [("format-1", (8, 4, 0)), ("format-2", (8, 5, 0)), ("format-3", (12, 6, 1))] {
         let dir = tempfile::tempdir().unwrap();
         let upgraded = SledStore::open(fixture_copy(name, &dir.path().join("upgraded"))).unwrap();
         let jobs = all_jobs(&upgraded);
@@ -326,12 +342,14 @@ fn older_formats_are_salvaged_as_their_upgrade_reads_them() {
         let report = salvage(&path, dir.path().join("salvaged")).unwrap();
         assert_eq!(
             (report.jobs, report.checkpoints, report.signals, report.unreadable),
-            (8, checkpoints, 0, 0),
+            (counts.0, counts.1, counts.2, 0),
             "{name}"
         );
         let store = SledStore::open(dir.path().join("salvaged")).unwrap();
         assert!(all_jobs(&store) == jobs, "{name}: the records differ");
         assert_eq!(all_checkpoints(&store, &jobs), all_checkpoints(&upgraded, &jobs), "{name}");
+        let failed = PurgeRequest::new(JobStatus::Failed, Timestamp(i64::MAX), 10);
+        assert_eq!(store.purge(&failed).unwrap(), 1, "{name}: the finished index is rebuilt");
     }
 }
 

@@ -15,12 +15,15 @@ use crate::open::config;
 use crate::tx::{Format, FORMAT_KEY, MAX_ID_KEY, MAX_SIGNAL_KEY};
 use crate::{keys, SledOptions};
 
-/// The trees a salvage reads; the indexes (the children index too) are rebuilt from the jobs.
+/// The trees a salvage reads; the indexes (the children and finished indexes too) are rebuilt
+/// from the jobs. Leads are left behind: they are leases, taken again within one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tree {
     Jobs,
     Checkpoints,
     Signals,
+    /// Paused queues: an operator's pause outlives the damage.
+    Paused,
 }
 
 /// What the reading thread reports, in order.
@@ -77,7 +80,7 @@ impl Reader {
     }
 }
 
-/// Opens the copy and sends every entry of the jobs, checkpoints and signals trees; `Err` if
+/// Opens the copy and sends every entry of the jobs, checkpoints, signals and paused trees; `Err` if
 /// it could not be opened. Stops early if nobody listens. Panics are caught by the caller.
 fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -> bool) -> Result<(), String> {
     let db = config(dir, options).open().map_err(|e| format!("sled: {e}"))?;
@@ -89,9 +92,20 @@ fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -
     if !send(Event::Opened { format, max_id, max_signal }) {
         return Ok(());
     }
-    for (tree, name) in [(Tree::Jobs, "jobs"), (Tree::Checkpoints, "checkpoints"), (Tree::Signals, "signals")] {
-        // Older formats have no signals; opening the tree would only create it in the copy.
-        if tree == Tree::Signals && matches!(format, Some(Format::V1 | Format::V2)) {
+    let trees = [
+        (Tree::Jobs, "jobs"),
+        (Tree::Checkpoints, "checkpoints"),
+        (Tree::Signals, "signals"),
+        (Tree::Paused, "paused"),
+    ];
+    for (tree, name) in trees {
+        // Older formats have no such tree; opening it would only create it in the copy.
+        let absent = match tree {
+            Tree::Signals => matches!(format, Some(Format::V1 | Format::V2)),
+            Tree::Paused => matches!(format, Some(Format::V1 | Format::V2 | Format::V3)),
+            Tree::Jobs | Tree::Checkpoints => false,
+        };
+        if absent {
             continue;
         }
         let Ok(entries) = db.open_tree(name).map(|t| t.iter()) else {

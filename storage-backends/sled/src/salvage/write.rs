@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use durable_jobs_store::{Checkpoint, JobId, JobRecord, Signal, SignalId, StoreError, StoreErrorKind, Timestamp};
+use durable_jobs_store::{
+    Checkpoint, JobId, JobRecord, Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
+};
 
 use crate::error::store_error;
 use crate::tx::Format;
@@ -84,6 +86,18 @@ impl Writer {
             Err(_) => self.unreadable += 1,
         }
         self.commit_if_full()
+    }
+
+    /// Pauses the queue of a raw `paused` entry (name → when paused) in the new store at once
+    /// (queues are few), or counts it as unreadable.
+    pub(super) fn paused(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        match (std::str::from_utf8(key), keys::time_from(value)) {
+            (Ok(queue), Some(since)) => self.store.pause_queue(queue, true, since),
+            _ => {
+                self.unreadable += 1;
+                Ok(())
+            }
+        }
     }
 
     fn commit_if_full(&mut self) -> Result<(), StoreError> {
