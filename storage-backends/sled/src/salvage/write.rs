@@ -91,13 +91,11 @@ impl Writer {
     /// Pauses the queue of a raw `paused` entry (name → when paused) in the new store at once
     /// (queues are few), or counts it as unreadable.
     pub(super) fn paused(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        match (std::str::from_utf8(key), keys::time_from(value)) {
-            (Ok(queue), Some(since)) => self.store.pause_queue(queue, true, since),
-            _ => {
-                self.unreadable += 1;
-                Ok(())
-            }
+        if let (Ok(queue), Some(since)) = (std::str::from_utf8(key), keys::time_from(value)) {
+            return self.store.pause_queue(queue, true, since);
         }
+        self.unreadable += 1;
+        Ok(())
     }
 
     fn commit_if_full(&mut self) -> Result<(), StoreError> {
