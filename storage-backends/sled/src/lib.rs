@@ -88,6 +88,7 @@
 //! and inspection with standard tools. Choose sled for a pure-Rust build without a C compiler,
 //! when one process owns its queue and a power loss may cost the last writes.
 
+mod claim;
 mod codec;
 mod control;
 mod error;

@@ -1,8 +1,6 @@
 //! `SledStore`: jobs, indexes, checkpoints and signals as sled trees, written in multi-tree
 //! transactions and acknowledged after a shared flush.
 
-use std::borrow::Cow;
-use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -54,10 +52,10 @@ pub struct SledStore {
 /// The trees of one database (see [`Tx`] for what each holds).
 pub(crate) struct Trees {
     pub(crate) jobs: Tree,
-    ready: Tree,
-    due: Tree,
+    pub(crate) ready: Tree,
+    pub(crate) due: Tree,
     lease: Tree,
-    wake: Tree,
+    pub(crate) wake: Tree,
     unique: Tree,
     keys: Tree,
     pub(crate) checkpoints: Tree,
@@ -71,9 +69,6 @@ pub(crate) struct Trees {
     /// Role → its holder and lease end ([`codec::encode_lead`]); written alone, as `paused`.
     pub(crate) leads: Tree,
 }
-
-/// A candidate for a claim, in claim order.
-type Candidate = (Reverse<i32>, Timestamp, JobId);
 
 impl fmt::Debug for SledStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -195,16 +190,6 @@ impl SledStore {
         Ok(JobId(id.cast_signed().saturating_add(1)))
     }
 
-    /// `req` without the paused queues (the caller holds the write lock).
-    fn unpaused<'r>(&self, req: &'r ClaimRequest) -> Cow<'r, ClaimRequest> {
-        let paused = self.paused.lock();
-        if req.queues.iter().any(|q| paused.contains(q)) {
-            Cow::Owned(transition::unpaused(req, &paused))
-        } else {
-            Cow::Borrowed(req)
-        }
-    }
-
     /// The live job holding `key`, read outside a transaction.
     fn live_holder(&self, key: &str) -> Result<Option<JobId>, StoreError> {
         let holder = self.trees.unique.get(key.as_bytes()).map_err(|e| store_error("read unique keys", e))?;
@@ -220,59 +205,6 @@ impl SledStore {
             }
         }
         Ok(None)
-    }
-
-    /// Ids of the scheduled and waiting jobs of the requested queues that are due.
-    fn due_jobs(&self, req: &ClaimRequest) -> Result<Vec<JobId>, StoreError> {
-        let mut ids = Vec::new();
-        for queue in dedup(&req.queues) {
-            let from = keys::queue_prefix(queue);
-            let to = keys::queue_timed_upper(queue, req.now);
-            for tree in [&self.trees.due, &self.trees.wake] {
-                for entry in tree.range(from.clone()..to.clone()) {
-                    let (k, _) = entry.map_err(|e| store_error("scan due jobs", e))?;
-                    ids.extend(keys::id_from(&k));
-                }
-            }
-        }
-        Ok(ids)
-    }
-
-    /// The heads of the ready ranges of every requested queue and name, not excluded.
-    fn ready_candidates(&self, req: &ClaimRequest) -> Result<Vec<Candidate>, StoreError> {
-        let per_range = req.limit.saturating_add(req.exclude.len());
-        let mut found = Vec::new();
-        for queue in dedup(&req.queues) {
-            for name in dedup(&req.names) {
-                for entry in self.trees.ready.scan_prefix(keys::ready_prefix(queue, name)).take(per_range) {
-                    let (k, _) = entry.map_err(|e| store_error("scan ready jobs", e))?;
-                    let Some(id) = keys::id_from(&k) else { continue };
-                    if !req.exclude.contains(&id) {
-                        if let Some(job) = self.get(id)? {
-                            found.push(transition::claim_order(&job));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// The earliest due time among the scheduled and waiting jobs of the requested queues.
-    fn next_due(&self, req: &ClaimRequest) -> Result<Option<Timestamp>, StoreError> {
-        let mut next = None;
-        for queue in dedup(&req.queues) {
-            let prefix = keys::queue_prefix(queue);
-            for tree in [&self.trees.due, &self.trees.wake] {
-                if let Some(entry) = tree.scan_prefix(&prefix).next() {
-                    let (k, _) = entry.map_err(|e| store_error("scan due jobs", e))?;
-                    if let Some(at) = keys::queue_timed_at(&k, prefix.len()) {
-                        next = Some(next.map_or(at, |n: Timestamp| n.min(at)));
-                    }
-                }
-            }
-        }
-        Ok(next)
     }
 
     /// The runs `req` recovers, in lease order.
@@ -294,13 +226,6 @@ impl SledStore {
         }
         Ok(lost)
     }
-}
-
-fn dedup(items: &[String]) -> Vec<&str> {
-    let mut out: Vec<&str> = items.iter().map(String::as_str).collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 impl Store for SledStore {
@@ -354,48 +279,7 @@ impl Store for SledStore {
     }
 
     fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
-        if req.limit == 0 {
-            return Ok(Claimed::default());
-        }
-        self.locked(|s| {
-            let req = &*s.unpaused(req);
-            let due = s.due_jobs(req)?;
-            let mut candidates = s.ready_candidates(req)?;
-            for &id in &due {
-                if let Some(mut job) = s.get(id)? {
-                    if transition::promote(&mut job, req) && transition::is_ready(&job, req) {
-                        candidates.push(transition::claim_order(&job));
-                    }
-                }
-            }
-            candidates.sort_unstable();
-            candidates.dedup();
-            let chosen: Vec<JobId> = candidates.into_iter().take(req.limit).map(|(_, _, id)| id).collect();
-            let resumed: Vec<JobId> = chosen
-                .iter()
-                .copied()
-                .filter(|id| s.trees.checkpoints.scan_prefix(keys::id(*id)).next().is_some())
-                .collect();
-            let jobs = s.transact("claim", |tx| {
-                for &id in &due {
-                    let Some(old) = tx.job(id)? else { continue };
-                    let mut job = old.clone();
-                    if transition::promote(&mut job, req) {
-                        tx.save(Some(&old), &job)?;
-                    }
-                }
-                let mut claimed = Vec::with_capacity(chosen.len());
-                for &id in &chosen {
-                    let Some(old) = tx.job(id)?.filter(|j| transition::is_ready(j, req)) else { continue };
-                    let mut job = old.clone();
-                    claimed.push(transition::claim(&mut job, req, resumed.contains(&id)));
-                    tx.save(Some(&old), &job)?;
-                }
-                Ok(claimed)
-            })?;
-            let next_due = if jobs.len() < req.limit { s.next_due(req)? } else { None };
-            Ok(Claimed::new(jobs, next_due))
-        })
+        self.claim_jobs(req)
     }
 
     fn commit(&self, worker: &str, now: Timestamp, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
