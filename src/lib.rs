@@ -61,6 +61,7 @@ mod queue;
 mod registry;
 mod replay;
 mod retry;
+mod schedule;
 mod signal;
 mod signals;
 mod sleep;
@@ -82,6 +83,7 @@ pub use names::MAX_NAME_LEN;
 pub use options::{JobOptions, DEFAULT_QUEUE, MAX_UNIQUE_KEY_LEN};
 pub use queue::{Queue, QueueBuilder, DEFAULT_MAX_PAYLOAD};
 pub use retry::DEFAULT_RETRY_POLICY;
+pub use schedule::{Schedule, ScheduleInfo};
 pub use signals::{wait_signal, wait_signal_timeout};
 pub use worker::{Retention, ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
 

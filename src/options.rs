@@ -31,16 +31,17 @@ pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
 pub struct JobOptions {
     pub(crate) max_attempts: u32,
     pub(crate) priority: i32,
-    pub(crate) schedule: Option<Schedule>,
+    pub(crate) schedule: Option<When>,
     pub(crate) queue: String,
     pub(crate) unique_key: Option<String>,
     pub(crate) unique_window: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) backoff: Option<RetryPolicy>,
+    pub(crate) concurrency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Schedule {
+pub(crate) enum When {
     Delay(Duration),
     At(SystemTime),
 }
@@ -56,6 +57,7 @@ impl Default for JobOptions {
             unique_window: None,
             timeout: None,
             backoff: None,
+            concurrency_key: None,
         }
     }
 }
@@ -82,13 +84,13 @@ impl JobOptions {
 
     /// Not claimed before `delay` from now. Replaces an earlier [`run_at`](Self::run_at).
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.schedule = Some(Schedule::Delay(delay));
+        self.schedule = Some(When::Delay(delay));
         self
     }
 
     /// Not claimed before `at`. Replaces an earlier [`delay`](Self::delay).
     pub fn run_at(mut self, at: SystemTime) -> Self {
-        self.schedule = Some(Schedule::At(at));
+        self.schedule = Some(When::At(at));
         self
     }
 
@@ -146,6 +148,14 @@ impl JobOptions {
         self
     }
 
+    /// The value limits set with `by_key` count this job under (for example the tenant it
+    /// works for): at most so many running, or starting per second, per value
+    /// ([`Queue::set_limit`](crate::Queue::set_limit)). 1 to 1024 bytes.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
+        self
+    }
+
     /// The store record of a job with these options.
     pub(crate) fn new_job(&self, name: &str, args: Vec<u8>, now: Timestamp, run_at: Timestamp) -> NewJob {
         let mut job = NewJob::new(self.queue.clone(), name, args, now)
@@ -156,6 +166,7 @@ impl JobOptions {
         job.unique_window = self.unique_window;
         job.timeout = self.timeout;
         job.retry_policy = self.backoff;
+        job.concurrency_key.clone_from(&self.concurrency_key);
         job
     }
 
@@ -171,6 +182,9 @@ impl JobOptions {
                 return invalid("unique", "the key must be 1 to 1024 bytes long");
             }
         }
+        if self.concurrency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_UNIQUE_KEY_LEN) {
+            return invalid("concurrency_key", "the key must be 1 to 1024 bytes long");
+        }
         if self.unique_window.is_some_and(|w| w.is_zero()) {
             return invalid("unique_for", "the window must be greater than zero");
         }
@@ -184,11 +198,11 @@ impl JobOptions {
         }
         match self.schedule {
             None => Ok(now),
-            Some(Schedule::Delay(d)) => match now.checked_add(d) {
+            Some(When::Delay(d)) => match now.checked_add(d) {
                 Some(at) => Ok(at),
                 None => invalid("delay", "the delay is too long to represent"),
             },
-            Some(Schedule::At(at)) => Ok(Timestamp::from_system_time(at)),
+            Some(When::At(at)) => Ok(Timestamp::from_system_time(at)),
         }
     }
 }
@@ -219,6 +233,7 @@ mod tests {
             (JobOptions::new().unique(""), "unique"),
             (JobOptions::new().unique("k".repeat(2000)), "unique"),
             (JobOptions::new().unique_for("k", Duration::ZERO), "unique_for"),
+            (JobOptions::new().concurrency_key(""), "concurrency_key"),
             (JobOptions::new().delay(Duration::MAX), "delay"),
             (JobOptions::new().backoff(Duration::ZERO, Duration::ZERO), "backoff"),
             (JobOptions::new().backoff(Duration::from_secs(2), Duration::from_secs(1)), "backoff"),

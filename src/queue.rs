@@ -105,16 +105,25 @@ impl QueueInner {
         self.workers.lock().push(Arc::downgrade(worker));
     }
 
+    /// This process's running worker pools.
+    fn workers(&self) -> Vec<Arc<WorkerShared>> {
+        let mut list = self.workers.lock();
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    }
+
     /// Tells this process's workers at once about runs whose job was cancelled (instead of at
     /// their next heartbeat).
     pub(crate) fn check_cancelled_runs(&self) {
-        let workers: Vec<Arc<WorkerShared>> = {
-            let mut list = self.workers.lock();
-            list.retain(|w| w.strong_count() > 0);
-            list.iter().filter_map(Weak::upgrade).collect()
-        };
-        for worker in workers {
+        for worker in self.workers() {
             worker.renew_now();
+        }
+    }
+
+    /// Wakes this process's schedulers: a schedule was put.
+    pub(crate) fn schedules_changed(&self) {
+        for worker in self.workers() {
+            worker.schedules_changed();
         }
     }
 
@@ -292,7 +301,7 @@ impl Queue {
         one(self.insert(name, vec![args_json.to_vec()], &options)?)
     }
 
-    fn check_registered(&self, name: &str) -> Result<(), Error> {
+    pub(crate) fn check_registered(&self, name: &str) -> Result<(), Error> {
         names::validate("job", name)?;
         if self.inner.registry.read().contains(name) {
             Ok(())

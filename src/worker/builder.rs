@@ -10,7 +10,8 @@ use super::held::Held;
 use super::liveness::Liveness;
 use super::supervise::{self, Health};
 use super::{
-    committer, dispatcher, heartbeat, maintenance, pace, Pool, Retention, Worker, WorkerShared, MAX_CONCURRENCY,
+    committer, dispatcher, heartbeat, maintenance, pace, scheduler, Pool, Retention, Worker, WorkerShared,
+    MAX_CONCURRENCY,
 };
 use crate::doorbell::Doorbell;
 use crate::wait::Waitable;
@@ -202,6 +203,7 @@ impl WorkerBuilder {
             pace,
             stopping: AtomicBool::new(false),
             internal_stop: Waitable::new(&*clock, false),
+            schedule_bell: Waitable::new(&*clock, 0),
             health: Health::new(&*clock),
             pool: Pool {
                 concurrency: self.concurrency,
@@ -225,9 +227,11 @@ impl WorkerBuilder {
         // On an error below, dropping `worker` shuts down what did start.
         let handle = supervise::spawn("dj-committer".to_owned(), &shared, move |s| committer::run(s, &commit_rx))?;
         worker.internal.push(("dj-committer".to_owned(), handle));
-        for (name, f) in
-            [("dj-heartbeat", heartbeat::run as fn(&Arc<WorkerShared>)), ("dj-maintenance", maintenance::run)]
-        {
+        for (name, f) in [
+            ("dj-heartbeat", heartbeat::run as fn(&Arc<WorkerShared>)),
+            ("dj-maintenance", maintenance::run),
+            ("dj-scheduler", scheduler::run),
+        ] {
             let handle = supervise::spawn(name.to_owned(), &shared, f)?;
             worker.internal.push((name.to_owned(), handle));
         }

@@ -13,6 +13,7 @@ mod liveness;
 mod maintenance;
 mod pace;
 mod retention;
+mod scheduler;
 mod supervise;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -68,6 +69,8 @@ pub(crate) struct WorkerShared {
     stopping: AtomicBool,
     /// Set at shutdown: the heartbeat and maintenance threads end.
     internal_stop: Arc<Waitable<bool>>,
+    /// Bumped when schedules change in this process, and at shutdown: wakes the scheduler.
+    schedule_bell: Arc<Waitable<u64>>,
     health: Health,
     pool: Pool,
     liveness: Option<Liveness>,
@@ -90,6 +93,11 @@ struct Pool {
 impl WorkerShared {
     fn clock(&self) -> &dyn Clock {
         &*self.queue.clock
+    }
+
+    /// Wakes the scheduler: schedules changed (or the pool stops).
+    pub(crate) fn schedules_changed(&self) {
+        self.schedule_bell.update(|n| *n += 1);
     }
 
     /// Renews the held leases now, which also tells runs whose job was cancelled to stop.
@@ -238,6 +246,7 @@ impl Worker {
         }
         let released = release(&shared, &shared.held.releasable());
         shared.internal_stop.update(|stop| *stop = true);
+        shared.schedules_changed();
         let _ = shared.committer.send(Commit::Stop);
         let internal: Vec<String> = self.internal.iter().map(|(n, _)| n.clone()).collect();
         let internal_deadline = clock.monotonic().saturating_add(INTERNAL_STOP);

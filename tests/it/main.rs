@@ -15,6 +15,7 @@ mod hardening;
 mod inspection;
 mod leases;
 mod retries;
+mod schedules;
 mod scheduling;
 mod shutdown;
 mod signals;
