@@ -67,15 +67,25 @@ const NEXT_SCHEDULED: &str = "SELECT MIN(run_at) FROM dj_jobs WHERE status = 'sc
 const NEXT_WAKE: &str =
     "SELECT MIN(wake_at) FROM dj_jobs WHERE status = 'waiting' AND queue = ?1 AND wake_at IS NOT NULL";
 
-/// The queues and names of a request, each once.
-fn pairs(req: &ClaimRequest) -> (Vec<&str>, Vec<&str>) {
+/// The queues a claim may read: a tiny table, usually empty, read with the claim (in its
+/// transaction, or in the read that spares an idle worker the write lock).
+const PAUSED_QUEUES: &str = "SELECT queue FROM dj_paused_queues";
+
+/// The queues and names of a request, each once, without the paused queues.
+fn pairs<'r>(conn: &Connection, req: &'r ClaimRequest) -> rusqlite::Result<(Vec<&'r str>, Vec<&'r str>)> {
     let mut queues: Vec<&str> = req.queues.iter().map(String::as_str).collect();
     let mut names: Vec<&str> = req.names.iter().map(String::as_str).collect();
     queues.sort_unstable();
     queues.dedup();
     names.sort_unstable();
     names.dedup();
-    (queues, names)
+    let mut paused = conn.prepare_cached(PAUSED_QUEUES)?;
+    let mut rows = paused.query([])?;
+    while let Some(row) = rows.next()? {
+        let queue: String = row.get(0)?;
+        queues.retain(|q| *q != queue);
+    }
+    Ok((queues, names))
 }
 
 /// Whether a claim would change anything: a ready job it could take, or a due job to promote.
@@ -84,7 +94,7 @@ pub(crate) fn has_work(conn: &Connection, req: &ClaimRequest) -> rusqlite::Resul
     if req.limit == 0 {
         return Ok(false);
     }
-    let (queues, names) = pairs(req);
+    let (queues, names) = pairs(conn, req)?;
     let mut ready = conn.prepare_cached(ANY_READY)?;
     let mut due = conn.prepare_cached(ANY_DUE)?;
     for queue in queues {
@@ -100,9 +110,14 @@ pub(crate) fn has_work(conn: &Connection, req: &ClaimRequest) -> rusqlite::Resul
     Ok(false)
 }
 
-/// The earliest time a job of the requested queues becomes due.
+/// The earliest time a job of the requested queues (paused ones left out) becomes due.
 pub(crate) fn next_due(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<Timestamp>> {
-    let (queues, _) = pairs(req);
+    let (queues, _) = pairs(conn, req)?;
+    next_due_in(conn, &queues)
+}
+
+/// The earliest time a job of `queues` becomes due.
+fn next_due_in(conn: &Connection, queues: &[&str]) -> rusqlite::Result<Option<Timestamp>> {
     let mut scheduled = conn.prepare_cached(NEXT_SCHEDULED)?;
     let mut wake = conn.prepare_cached(NEXT_WAKE)?;
     let mut next: Option<i64> = None;
@@ -121,7 +136,10 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<C
     if req.limit == 0 {
         return Ok(Claimed::default());
     }
-    let (queues, names) = pairs(req);
+    let (queues, names) = pairs(conn, req)?;
+    if queues.is_empty() {
+        return Ok(Claimed::default());
+    }
     let mut promote = conn.prepare_cached(PROMOTE_SCHEDULED)?;
     let mut wake = conn.prepare_cached(WAKE_WAITING)?;
     for queue in &queues {
@@ -146,7 +164,7 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<C
     // RETURNING has no order: restore the claim order.
     taken.sort_by_key(|(run_at, job)| (std::cmp::Reverse(job.priority), *run_at, job.id));
     let jobs: Vec<ClaimedJob> = taken.into_iter().map(|(_, job)| job).collect();
-    let next_due = if jobs.len() < req.limit { next_due(conn, req)? } else { None };
+    let next_due = if jobs.len() < req.limit { next_due_in(conn, &queues)? } else { None };
     Ok(Claimed::new(jobs, next_due))
 }
 
@@ -247,7 +265,7 @@ mod tests {
             .expect("insert");
             assert_eq!(claim(&conn, &req).expect("claim").jobs.len(), 1);
         }
-        for sql in [TAKE_BEST, PROMOTE_SCHEDULED, WAKE_WAITING, NEXT_SCHEDULED, NEXT_WAKE] {
+        for sql in [PAUSED_QUEUES, TAKE_BEST, PROMOTE_SCHEDULED, WAKE_WAITING, NEXT_SCHEDULED, NEXT_WAKE] {
             let recompiled = conn.prepare_cached(sql).expect("cached").get_status(rusqlite::StatementStatus::RePrepare);
             assert_eq!(recompiled, 0, "recompiled {recompiled} times:\n{sql}");
         }

@@ -80,13 +80,14 @@ pub(crate) fn get(conn: &Connection, job: JobId) -> rusqlite::Result<Option<JobR
     conn.prepare_cached(&sql)?.query_row([job.0], rows::job_record).optional()
 }
 
-/// The statement of [`list`]; the children of one parent (`?7`) are read from their index.
+/// The statement of [`list`]; the children of one parent (`?7`) are read from their index. An
+/// error is matched with `instr`: `LIKE` ignores ASCII case and gives `%` and `_` a meaning.
 fn list_sql(by_parent: bool) -> String {
     let parent = if by_parent { "parent_id = ?7" } else { "?7 IS NULL" };
     format!(
         "SELECT {JOB_COLUMNS} FROM dj_jobs
          WHERE {parent} AND (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR name = ?3)
-           AND id > ?6
+           AND id > ?6 AND (?8 IS NULL OR instr(last_error, ?8) > 0)
          ORDER BY id LIMIT ?4 OFFSET ?5"
     )
 }
@@ -102,6 +103,7 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Ve
             i64::try_from(filter.offset).unwrap_or(i64::MAX),
             filter.after.map_or(i64::MIN, |a| a.0),
             filter.parent.map(|p| p.0),
+            filter.error_contains,
         ],
         rows::job_record,
     )?;

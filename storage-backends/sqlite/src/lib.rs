@@ -28,6 +28,7 @@
 
 mod claim;
 mod connection;
+mod control;
 mod error;
 mod group;
 mod jobs;

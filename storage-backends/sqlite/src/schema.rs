@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::Context;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The tables and indexes of the current schema. Every name starts with `dj_`, so the store can
 /// share a database file with an application's own tables.
@@ -46,7 +46,8 @@ const CURRENT: &str = "
         fan_tolerate    INTEGER,
         fan_total       INTEGER,
         fan_succeeded   INTEGER,
-        fan_failed      INTEGER
+        fan_failed      INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE dj_checkpoints (
         job_id     INTEGER NOT NULL,
@@ -117,8 +118,32 @@ const WAITS: &str = "
     -- time, without a sort.
     CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id) WHERE parent_id IS NOT NULL;";
 
+/// Version 3 to 4: a running job asked to cancel. [`CONTROL`] follows.
+const V3_TO_V4: &str = "ALTER TABLE dj_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;";
+
+/// The objects of operator control (version 4), for a fresh database and the upgrade from 3.
+const CONTROL: &str = "
+    -- Queues no claim takes from, for every process sharing the file. Read by every claim:
+    -- a tiny table, usually empty.
+    CREATE TABLE dj_paused_queues (
+        queue     TEXT    PRIMARY KEY,
+        paused_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- One holder per role (retention, schedules) until its lease ends.
+    CREATE TABLE dj_leads (
+        role        TEXT    PRIMARY KEY,
+        holder      TEXT    NOT NULL,
+        lease_until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Retention: the oldest finished jobs of a status, in purge order, without reading the
+    -- table. Live jobs have no finished_at and no entry (a requeue removes its job's).
+    CREATE INDEX dj_jobs_finished ON dj_jobs (status, finished_at) WHERE finished_at IS NOT NULL;";
+
 /// Names version 3 added: a database of an older version that has one was not made by us.
 const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent"];
+
+/// Names version 4 added, likewise.
+const ADDED_IN_4: &[&str] = &["dj_paused_queues", "dj_leads", "dj_jobs_finished"];
 
 /// Names this library creates; a database that has one without being ours is refused.
 const OUR_NAMES: &[&str] = &[
@@ -135,6 +160,9 @@ const OUR_NAMES: &[&str] = &[
     "dj_signals_job",
     "dj_jobs_parent",
     "dj_jobs_child_finished",
+    "dj_paused_queues",
+    "dj_leads",
+    "dj_jobs_finished",
 ];
 
 /// What a database holds before the store touches it.
@@ -178,10 +206,9 @@ pub(crate) fn inspect(conn: &Connection) -> Result<Found, StoreError> {
             ),
         ));
     }
-    if version < 3 {
-        if let Some(clash) = ADDED_IN_3.iter().find(|n| has(n)) {
-            return Err(conflict(clash));
-        }
+    let added_since = [(3, ADDED_IN_3), (4, ADDED_IN_4)].into_iter().filter(|(added, _)| version < *added);
+    if let Some(clash) = added_since.flat_map(|(_, names)| names.iter()).find(|n| has(n)) {
+        return Err(conflict(clash));
     }
     Ok(Found::Version(version))
 }
@@ -214,10 +241,11 @@ pub(crate) fn migrate(conn: &mut Connection, now_us: i64) -> Result<(), StoreErr
             tx.execute_batch(CURRENT).context("create tables")?;
             tx.execute_batch(INDEXES).context("create indexes")?;
             tx.execute_batch(WAITS).context("create the tables of waits")?;
+            tx.execute_batch(CONTROL).context("create the tables of operator control")?;
             tx.execute_batch("CREATE TABLE dj_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
                 .context("create schema table")?;
         }
-        Found::Version(version @ 1..=2) => {
+        Found::Version(version @ 1..=3) => {
             if version == 1 {
                 tx.execute_batch(V1_TO_V2).context("upgrade schema 1 to 2")?;
                 tx.execute(
@@ -227,8 +255,12 @@ pub(crate) fn migrate(conn: &mut Connection, now_us: i64) -> Result<(), StoreErr
                 .context("upgrade schema 1 to 2: schedule future jobs")?;
                 tx.execute_batch(INDEXES).context("upgrade schema 1 to 2: indexes")?;
             }
-            tx.execute_batch(V2_TO_V3).context("upgrade schema 2 to 3")?;
-            tx.execute_batch(WAITS).context("upgrade schema 2 to 3: the tables of waits")?;
+            if version <= 2 {
+                tx.execute_batch(V2_TO_V3).context("upgrade schema 2 to 3")?;
+                tx.execute_batch(WAITS).context("upgrade schema 2 to 3: the tables of waits")?;
+            }
+            tx.execute_batch(V3_TO_V4).context("upgrade schema 3 to 4")?;
+            tx.execute_batch(CONTROL).context("upgrade schema 3 to 4: the tables of operator control")?;
         }
         Found::Version(other) => {
             return Err(StoreError::new(

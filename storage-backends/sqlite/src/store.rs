@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use durable_jobs_store::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, Enqueued, JobFilter, JobId, JobRecord,
-    NewJob, ReclaimRequest, Reclaimed, RequeueOutcome, Signal, SignalOutcome, StatusCount, Store, StoreError,
-    Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
+    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
+    Signal, SignalOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -16,7 +16,7 @@ use crate::connection::{adding_work, enable_wal, open_connection, page_limits, q
 use crate::error::Context;
 use crate::group::GroupWriter;
 use crate::preflight::{self, OpenHere};
-use crate::{claim, jobs, schema, waits, writes, SqliteOptions};
+use crate::{claim, control, jobs, schema, waits, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
 ///
@@ -126,10 +126,7 @@ impl SqliteStore {
         if verdict == "ok" {
             Ok(())
         } else {
-            Err(StoreError::new(
-                durable_jobs_store::StoreErrorKind::Corrupt,
-                format!("sqlite: integrity check: {verdict}"),
-            ))
+            Err(StoreError::new(StoreErrorKind::Corrupt, format!("sqlite: integrity check: {verdict}")))
         }
     }
 
@@ -184,7 +181,7 @@ impl Store for SqliteStore {
         self.writer.write("commit", move |c| writes::commit(c, &worker, now, &writes))
     }
 
-    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Vec<Claim>, StoreError> {
+    fn renew(&self, worker: &str, claims: &[Claim], lease_until: Timestamp) -> Result<Renewal, StoreError> {
         let (worker, claims) = (worker.to_owned(), claims.to_vec());
         self.writer.write("renew", move |c| writes::renew(c, &worker, &claims, lease_until))
     }
@@ -213,6 +210,47 @@ impl Store for SqliteStore {
 
     fn requeue(&self, job: JobId, now: Timestamp) -> Result<RequeueOutcome, StoreError> {
         self.writer.write("requeue", move |c| writes::requeue(c, job, now))
+    }
+
+    fn requeue_many(&self, jobs: &[JobId], now: Timestamp) -> Result<Vec<RequeueOutcome>, StoreError> {
+        let jobs = jobs.to_vec();
+        self.writer.write("requeue jobs", move |c| jobs.iter().map(|job| writes::requeue(c, *job, now)).collect())
+    }
+
+    fn pause(&self, job: JobId, now: Timestamp) -> Result<PauseOutcome, StoreError> {
+        self.writer.write("pause", move |c| control::pause(c, job, now))
+    }
+
+    fn resume(&self, job: JobId, now: Timestamp) -> Result<ResumeOutcome, StoreError> {
+        self.writer.write("resume", move |c| control::resume(c, job, now))
+    }
+
+    fn pause_queue(&self, queue: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.writer.write("pause queue", move |c| control::pause_queue(c, &queue, paused, now))
+    }
+
+    fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        self.read("read paused queues", control::paused_queues)
+    }
+
+    fn purge(&self, req: &PurgeRequest) -> Result<usize, StoreError> {
+        if req.status.is_live() {
+            let message = format!("sqlite: cannot purge {} jobs, only finished ones", req.status);
+            return Err(StoreError::new(StoreErrorKind::InvalidInput, message));
+        }
+        let req = *req;
+        self.writer.write("purge", move |c| control::purge(c, &req))
+    }
+
+    fn delete(&self, jobs: &[JobId]) -> Result<Vec<DeleteOutcome>, StoreError> {
+        let jobs = jobs.to_vec();
+        self.writer.write("delete jobs", move |c| control::delete(c, &jobs))
+    }
+
+    fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.writer.write("lead", move |c| control::lead(c, &role, &holder, now, until))
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

@@ -16,7 +16,7 @@ use crate::rows::{self, Bytes, Json};
 use crate::writes::status_of;
 
 /// Whether a signal named `?2` is pending for job `?1`.
-const PENDING_SIGNAL: &str = "SELECT 1 FROM dj_signals WHERE job_id = ?1 AND name = ?2";
+pub(crate) const PENDING_SIGNAL: &str = "SELECT 1 FROM dj_signals WHERE job_id = ?1 AND name = ?2";
 
 /// The children of job `?1`'s step `?2`: how many, how many completed, how many ended otherwise.
 const COUNT_CHILDREN: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'completed'),
@@ -31,41 +31,45 @@ const WAKE_FOR_SIGNAL: &str = "UPDATE dj_jobs
      WHERE id = ?1 AND status = 'waiting' AND wait_signal = ?2";
 
 /// The descendants of job `?1` (through any status; `UNION` so that even a cycle of parent
-/// links ends) that wait to run, as the tail of a statement that starts with it.
-macro_rules! descendants_waiting_to_run {
-    ($update:literal) => {
+/// links ends) that match `$which`, as the tail of a statement that starts with `$update`.
+macro_rules! descendants {
+    ($update:literal, $which:literal) => {
         concat!(
             "WITH RECURSIVE tree(id) AS (
                  SELECT id FROM dj_jobs WHERE parent_id = ?1
                  UNION SELECT j.id FROM dj_jobs j JOIN tree ON j.parent_id = tree.id)
              ",
             $update,
-            " WHERE id IN (SELECT id FROM tree) AND status IN ('scheduled', 'pending', 'waiting', 'paused')"
+            " WHERE id IN (SELECT id FROM tree) AND ",
+            $which
         )
     };
 }
 
-/// First step of a cascade: the descendants to cancel stop waiting (their wait fields are
-/// cleared, as a cancel clears them).
-const FORGET_DESCENDANT_WAITS: &str = descendants_waiting_to_run!(
-    "UPDATE dj_jobs SET wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL, fan_tolerate = NULL,
-                        fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL"
+/// The descendants waiting to run are cancelled at `?2`, their waits cleared.
+const CANCEL_DESCENDANTS: &str = descendants!(
+    "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
+                        lease_until = NULL, run_started = 0, wake_at = NULL, wait_signal = NULL, fan_idx = NULL,
+                        fan_need = NULL, fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL,
+                        fan_failed = NULL",
+    "status IN ('scheduled', 'pending', 'waiting', 'paused')"
 );
 
-/// Second step: they are cancelled at `?2`.
-const CANCEL_DESCENDANTS: &str = descendants_waiting_to_run!(
-    "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
-                        lease_until = NULL, run_started = 0"
+/// The running descendants are asked at `?2` to stop (once: `updated_at` says when).
+const REQUEST_DESCENDANTS: &str = descendants!(
+    "UPDATE dj_jobs SET cancel_requested = 1, updated_at = ?2",
+    "status = 'running' AND cancel_requested = 0"
 );
 
 /// Counts finished children of job `?1`'s step `?2` (`?3` completed, `?4` not) at `?5`, if the
-/// parent waits for that step's children, and returns the wait as counted.
+/// parent waits for that step's children (paused or not), and returns the wait as counted.
 const COUNT_FINISHED: &str = "UPDATE dj_jobs
      SET fan_succeeded = fan_succeeded + ?3, fan_failed = fan_failed + ?4, updated_at = ?5
-     WHERE id = ?1 AND status = 'waiting' AND fan_idx = ?2
+     WHERE id = ?1 AND status IN ('waiting', 'paused') AND fan_idx = ?2
      RETURNING fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed";
 
 /// Wakes waiting job `?1`, whose fan-in is decided; it keeps its `run_at` (its place in line).
+/// A paused one stays paused: resuming it looks at its fan-in.
 const WAKE_DECIDED: &str = "UPDATE dj_jobs
      SET status = 'pending', wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL,
          fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL
@@ -202,11 +206,12 @@ pub(crate) fn prepare(
     Ok(WaitState { signal_pending, children })
 }
 
-/// Cancels, at `now`, every descendant of `root` that waits to run; running and finished ones
-/// are left alone.
+/// Cancels, at `now`, every descendant of `root` that waits to run, and asks the running ones
+/// to stop; finished ones are left alone. None is counted by a fan-in: their parents are
+/// cancelled with them, running, or finished.
 pub(crate) fn cancel_descendants(conn: &Connection, root: JobId, now: Timestamp) -> rusqlite::Result<()> {
-    conn.prepare_cached(FORGET_DESCENDANT_WAITS)?.execute([root.0])?;
     conn.prepare_cached(CANCEL_DESCENDANTS)?.execute(params![root.0, now.0])?;
+    conn.prepare_cached(REQUEST_DESCENDANTS)?.execute(params![root.0, now.0])?;
     Ok(())
 }
 
@@ -224,7 +229,7 @@ mod tests {
         for (sql, index) in [
             (COUNT_CHILDREN, "dj_jobs_parent"),
             (CANCEL_DESCENDANTS, "dj_jobs_parent"),
-            (FORGET_DESCENDANT_WAITS, "dj_jobs_parent"),
+            (REQUEST_DESCENDANTS, "dj_jobs_parent"),
             (PENDING_SIGNAL, "dj_signals_job"),
         ] {
             let found = plan(&conn, sql);

@@ -1,11 +1,15 @@
 //! Fenced writes about runs, lease renewal, release, reclaim, cancel and requeue: the
 //! transitions of `STATE_MACHINE.md` as statements.
+//!
+//! A run whose job was asked to cancel (`cancel_requested`) ends `Cancelled` unless it
+//! completes. Its flag is read by the statement that ends the run (a `CASE`, or a condition
+//! with a second statement for the rare cancelled case), so that no write gains a statement.
 
 use durable_jobs_store::transition::WaitState;
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    CancelOutcome, Checkpoint, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, RequeueOutcome, Timestamp, Write,
-    WriteOp, WriteOutcome,
+    CancelOutcome, Checkpoint, Claim, JobId, JobStatus, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, Timestamp,
+    Write, WriteOp, WriteOutcome,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -35,12 +39,28 @@ macro_rules! terminal {
     };
 }
 
-/// A statement ending a run: clears the lease and the start mark and sets `updated_at`.
+/// A statement ending a run: clears the lease, the start mark and a cancel request, and sets
+/// `updated_at`.
 macro_rules! ending {
     ($set:literal) => {
-        fenced!(concat!($set, ", locked_by = NULL, lease_until = NULL, run_started = 0, updated_at = ?3"))
+        fenced!(concat!(
+            $set,
+            ", locked_by = NULL, lease_until = NULL, run_started = 0, cancel_requested = 0, updated_at = ?3"
+        ))
     };
 }
+
+/// Ends a run asked to cancel other than by completing: `Cancelled`, with `?5` as `last_error`
+/// if not null, the attempt given back if `?9` (a suspension), the wait cleared. Terminal: `?6`
+/// to `?8` as in [`terminal!`].
+const CANCELLED_RUN: &str = concat!(
+    terminal!(
+        "status = 'cancelled', finished_at = ?3, last_error = COALESCE(?5, last_error),
+         attempt = MAX(attempt - ?9, 0), wake_at = NULL, wait_signal = NULL, fan_idx = NULL, fan_need = NULL,
+         fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL, fan_failed = NULL"
+    ),
+    " AND cancel_requested = 1"
+);
 
 pub(crate) fn commit(
     conn: &Connection,
@@ -94,51 +114,75 @@ fn apply(
                 };
             return ended(conn, write, true, finished, ending);
         }
-        WriteOp::Retry { error, run_at, .. } => conn
-            .prepare_cached(ending!(
-                "status = CASE WHEN ?6 > ?3 THEN 'scheduled' ELSE 'pending' END, last_error = ?5, run_at = ?6"
-            ))?
-            .execute(params![job, worker, now, token, error, run_at.0])?,
+        WriteOp::Retry { error, run_at, .. } => {
+            let retried = conn
+                .prepare_cached(concat!(
+                    ending!(
+                        "status = CASE WHEN ?6 > ?3 THEN 'scheduled' ELSE 'pending' END, last_error = ?5, run_at = ?6"
+                    ),
+                    " AND cancel_requested = 0"
+                ))?
+                .execute(params![job, worker, now, token, error, run_at.0])?;
+            if retried == 0 {
+                return end_cancelled(conn, worker, now, write, Some(error), finished);
+            }
+            retried
+        }
         WriteOp::Fail { error, .. } => {
             let ending = |mode: i64, (parent, index): (i64, u32)| -> rusqlite::Result<usize> {
-                conn.prepare_cached(terminal!("status = 'failed', last_error = ?5, finished_at = ?3"))?
-                    .execute(params![job, worker, now, token, error, mode, parent, index])
+                conn.prepare_cached(terminal!(
+                    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, last_error = ?5,
+                     finished_at = ?3"
+                ))?
+                .execute(params![job, worker, now, token, error, mode, parent, index])
             };
             return ended(conn, write, false, finished, ending);
         }
         WriteOp::Suspend { wake_at, signal, fan_in, children, .. } => {
             // A plain sleep waits for nothing else: one statement, as before waits existed.
-            let wait = if signal.is_none() && fan_in.is_none() && children.is_empty() {
+            let plain = signal.is_none() && fan_in.is_none() && children.is_empty();
+            let wait = if plain {
                 WaitState::default()
             } else {
-                if !holds(conn, job, worker, token)? {
-                    return Ok(false);
+                match cancel_requested(conn, job, worker, token)? {
+                    None => return Ok(false),
+                    // Its children are not inserted: the run is over.
+                    Some(true) => return end_cancelled(conn, worker, now, write, None, finished),
+                    Some(false) => waits::prepare(conn, job, signal.as_deref(), *fan_in, children)?,
                 }
-                waits::prepare(conn, job, signal.as_deref(), *fan_in, children)?
             };
             // A wait over before it began: pending at once, in its place in line (`run_at` kept).
             let over = wait.is_over();
             let (wake_at, signal, children) =
                 if over { (None, None, None) } else { (wake_at.map(|t| t.0), signal.as_deref(), wait.children) };
-            conn.prepare_cached(ending!(
-                "status = CASE WHEN ?5 THEN 'pending' ELSE 'waiting' END, wake_at = ?6, wait_signal = ?7, fan_idx = ?8, fan_need = ?9, fan_tolerate = ?10, fan_total = ?11,
-                 fan_succeeded = ?12, fan_failed = ?13, attempt = MAX(attempt - 1, 0)"
-            ))?
-            .execute(params![
-                job,
-                worker,
-                now,
-                token,
-                over,
-                wake_at,
-                signal,
-                children.map(|c| c.rule.index),
-                children.map(|c| c.rule.need),
-                children.map(|c| c.rule.tolerate),
-                children.map(|c| c.total),
-                children.map(|c| c.succeeded),
-                children.map(|c| c.failed),
-            ])?
+            let suspended = conn
+                .prepare_cached(concat!(
+                    ending!(
+                        "status = CASE WHEN ?5 THEN 'pending' ELSE 'waiting' END, wake_at = ?6, wait_signal = ?7,
+                         fan_idx = ?8, fan_need = ?9, fan_tolerate = ?10, fan_total = ?11, fan_succeeded = ?12,
+                         fan_failed = ?13, attempt = MAX(attempt - 1, 0)"
+                    ),
+                    " AND cancel_requested = 0"
+                ))?
+                .execute(params![
+                    job,
+                    worker,
+                    now,
+                    token,
+                    over,
+                    wake_at,
+                    signal,
+                    children.map(|c| c.rule.index),
+                    children.map(|c| c.rule.need),
+                    children.map(|c| c.rule.tolerate),
+                    children.map(|c| c.total),
+                    children.map(|c| c.succeeded),
+                    children.map(|c| c.failed),
+                ])?;
+            if suspended == 0 && plain {
+                return end_cancelled(conn, worker, now, write, None, finished);
+            }
+            suspended
         }
         _ => return Err(rusqlite::Error::ToSqlConversionFailure("a write this store does not know".into())),
     };
@@ -167,11 +211,39 @@ fn ended(
     Ok(true)
 }
 
+/// Ends a run asked to cancel (by a retry with `error`, or a suspension: its attempt given
+/// back); whether it held its lease. A child is added to `finished`.
+fn end_cancelled(
+    conn: &Connection,
+    worker: &str,
+    now: i64,
+    write: &Write,
+    error: Option<&str>,
+    finished: &mut waits::FinishedChildren,
+) -> rusqlite::Result<bool> {
+    let (job, token) = (write.claim.job.0, token_value(write.claim.token));
+    let give_back = matches!(write.op, WriteOp::Suspend { .. });
+    let ending = |mode: i64, (parent, index): (i64, u32)| -> rusqlite::Result<usize> {
+        conn.prepare_cached(CANCELLED_RUN)?
+            .execute(params![job, worker, now, token, error, mode, parent, index, give_back])
+    };
+    ended(conn, write, false, finished, ending)
+}
+
 /// Whether `worker` holds run `token` of `job` (read, not written: a checkpoint leaves the
 /// job's row, and its page, alone).
 fn holds(conn: &Connection, job: i64, worker: &str, token: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM dj_jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?3")?
-        .exists(params![job, worker, token])
+    Ok(cancel_requested(conn, job, worker, token)?.is_some())
+}
+
+/// Whether the run's job was asked to cancel, or `None` if `worker` does not hold run `token`
+/// of `job`.
+fn cancel_requested(conn: &Connection, job: i64, worker: &str, token: i64) -> rusqlite::Result<Option<bool>> {
+    conn.prepare_cached(
+        "SELECT cancel_requested FROM dj_jobs WHERE id = ?1 AND status = 'running' AND locked_by = ?2 AND token = ?3",
+    )?
+    .query_row(params![job, worker, token], |r| r.get(0))
+    .optional()
 }
 
 /// Inserts or replaces the checkpoint `(job, checkpoint.index)`.
@@ -195,29 +267,54 @@ pub(crate) fn renew(
     worker: &str,
     claims: &[Claim],
     lease_until: Timestamp,
-) -> rusqlite::Result<Vec<Claim>> {
+) -> rusqlite::Result<Renewal> {
     // `?3` is the new lease here, not now.
-    let mut stmt = conn.prepare_cached(fenced!("lease_until = ?3"))?;
-    let mut lost = Vec::new();
+    let mut stmt = conn.prepare_cached(concat!(fenced!("lease_until = ?3"), " RETURNING cancel_requested"))?;
+    let mut out = Renewal::default();
     for &claim in claims {
-        if stmt.execute(params![claim.job.0, worker, lease_until.0, token_value(claim.token)])? == 0 {
-            lost.push(claim);
+        let mut returned = stmt.query(params![claim.job.0, worker, lease_until.0, token_value(claim.token)])?;
+        // Stepped to the end: a RETURNING statement reset early stops WAL auto-checkpoints.
+        let mut held = None;
+        while let Some(row) = returned.next()? {
+            held = Some(row.get::<_, bool>(0)?);
+        }
+        match held {
+            None => out.lost.push(claim),
+            Some(true) => out.cancelled.push(claim),
+            Some(false) => {}
         }
     }
-    Ok(lost)
+    Ok(out)
 }
 
+/// Hands runs back without charging them: `Pending`, or `Cancelled` (counted by a parent's
+/// fan-in) if their job was asked to cancel.
 pub(crate) fn release(conn: &Connection, worker: &str, claims: &[Claim], now: Timestamp) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(ending!("status = 'pending', attempt = MAX(attempt - 1, 0)"))?;
+    let mut stmt = conn.prepare_cached(concat!(
+        ending!(
+            "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+             finished_at = CASE WHEN cancel_requested THEN ?3 ELSE finished_at END, attempt = MAX(attempt - 1, 0)"
+        ),
+        " RETURNING status = 'cancelled', parent_id, parent_idx"
+    ))?;
     let mut released = 0;
+    let mut finished = waits::FinishedChildren::default();
     for &claim in claims {
-        released += stmt.execute(params![claim.job.0, worker, now.0, token_value(claim.token)])?;
+        let mut returned = stmt.query(params![claim.job.0, worker, now.0, token_value(claim.token)])?;
+        while let Some(row) = returned.next()? {
+            released += 1;
+            if let (true, Some(link)) = (row.get(0)?, rows::child_of(row.get(1)?, row.get(2)?)) {
+                finished.add(link, false);
+            }
+        }
     }
+    finished.count_into(conn, None, now)?;
     Ok(released)
 }
 
 /// The runs `reclaim` recovers, in order; `?1` now, `?2` the dead workers (JSON), `?3` limit.
-const LOST_RUNS: &str = "SELECT id, attempt, max_attempts, run_started, locked_by IN (SELECT value FROM json_each(?2))
+const LOST_RUNS: &str = "SELECT id, attempt, max_attempts, run_started, locked_by IN (SELECT value FROM json_each(?2)),
+            cancel_requested
      FROM dj_jobs
      WHERE status = 'running' AND (lease_until < ?1 OR locked_by IN (SELECT value FROM json_each(?2)))
      ORDER BY lease_until, id LIMIT ?3";
@@ -240,11 +337,14 @@ fn dead_workers(req: &ReclaimRequest) -> rusqlite::Result<String> {
 pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Result<Reclaimed> {
     let dead = dead_workers(req)?;
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
-    let lost: Vec<(i64, i64, i64, bool, bool)> = conn
+    let lost: Vec<(i64, i64, i64, bool, bool, bool)> = conn
         .prepare_cached(LOST_RUNS)?
-        .query_map(params![req.now.0, dead, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map(params![req.now.0, dead, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    let ends = ", locked_by = NULL, lease_until = NULL, run_started = 0, updated_at = ?2 WHERE id = ?1";
+    let ends =
+        ", locked_by = NULL, lease_until = NULL, run_started = 0, cancel_requested = 0, updated_at = ?2 WHERE id = ?1";
     let mut requeue =
         conn.prepare_cached(&format!("UPDATE dj_jobs SET status = 'pending', run_at = ?2, last_error = ?3{ends}"))?;
     let mut fail =
@@ -253,19 +353,24 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
         "UPDATE dj_jobs SET status = 'pending', run_at = ?2, last_error = ?3, attempt = MAX(attempt - 1, 0),
                             confirm_start = 1{ends}"
     ))?;
+    let mut cancel = conn
+        .prepare_cached(&format!("UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, last_error = ?3{ends}"))?;
     let mut out = Reclaimed::default();
-    for (id, attempt, max_attempts, started, dead) in lost {
+    for (id, attempt, max_attempts, started, dead, cancelled) in lost {
         let (attempt, max_attempts) = (rows::count(attempt), rows::count(max_attempts));
         let message = transition::reclaim_message(attempt, started, dead);
-        let (stmt, outcome) = match transition::recovery(started, attempt, max_attempts) {
+        let recovery =
+            if cancelled { Recovery::Cancelled } else { transition::recovery(started, attempt, max_attempts) };
+        let (stmt, outcome) = match recovery {
             Recovery::Released => (&mut release, &mut out.released),
             Recovery::Failed => (&mut fail, &mut out.failed),
             Recovery::Requeued => (&mut requeue, &mut out.requeued),
+            Recovery::Cancelled => (&mut cancel, &mut out.cancelled),
         };
         stmt.execute(params![id, req.now.0, message])?;
         outcome.push(JobId(id));
     }
-    for failed in &out.failed {
+    for failed in out.failed.iter().chain(&out.cancelled) {
         if let Some(child) = waits::parent_of(conn, failed.0)? {
             waits::count_finished(conn, child, false, req.now)?;
         }
@@ -280,25 +385,35 @@ pub(crate) fn status_of(conn: &Connection, job: JobId) -> rusqlite::Result<Optio
         .optional()
 }
 
+/// Cancels a job and its descendants: those waiting to run now, running ones when their run
+/// ends (`cancel_requested`, set once: `updated_at` says when it was asked).
 pub(crate) fn cancel(conn: &Connection, job: JobId, now: Timestamp) -> rusqlite::Result<CancelOutcome> {
     let Some((status, _)) = status_of(conn, job)? else { return Ok(CancelOutcome::NotFound) };
     let outcome = transition::cancel_outcome(status);
-    if outcome == CancelOutcome::Cancelled {
-        conn.prepare_cached(
-            "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
-                                lease_until = NULL, run_started = 0, wake_at = NULL, wait_signal = NULL, fan_idx = NULL,
-                                fan_need = NULL, fan_tolerate = NULL, fan_total = NULL, fan_succeeded = NULL,
-                                fan_failed = NULL
-             WHERE id = ?1",
-        )?
-        .execute(params![job.0, now.0])?;
-        if let Some(child) = waits::parent_of(conn, job.0)? {
-            waits::count_finished(conn, child, false, now)?;
+    match outcome {
+        CancelOutcome::Requested => {
+            conn.prepare_cached(
+                "UPDATE dj_jobs SET cancel_requested = 1, updated_at = ?2
+                 WHERE id = ?1 AND status = 'running' AND cancel_requested = 0",
+            )?
+            .execute(params![job.0, now.0])?;
         }
-        // Their parents are cancelled with them, or not waiting (running, finished): nothing
-        // to count.
-        waits::cancel_descendants(conn, job, now)?;
+        CancelOutcome::Cancelled => {
+            conn.prepare_cached(
+                "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2, locked_by = NULL,
+                                    lease_until = NULL, run_started = 0, wake_at = NULL, wait_signal = NULL,
+                                    fan_idx = NULL, fan_need = NULL, fan_tolerate = NULL, fan_total = NULL,
+                                    fan_succeeded = NULL, fan_failed = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![job.0, now.0])?;
+            if let Some(child) = waits::parent_of(conn, job.0)? {
+                waits::count_finished(conn, child, false, now)?;
+            }
+        }
+        _ => return Ok(outcome),
     }
+    waits::cancel_descendants(conn, job, now)?;
     Ok(outcome)
 }
 
