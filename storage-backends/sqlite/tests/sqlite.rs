@@ -271,10 +271,101 @@ fn a_schema_2_database_is_upgraded_in_place_and_finishes_its_jobs() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.query_row("SELECT MAX(version) FROM dj_schema", [], |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 }
 
-/// A database upgraded from schema 1 or 2 has the same tables, columns and indexes
+/// A database written by the release with schema version 3 opens, is upgraded in place (cancel
+/// requests, paused queues, leads, the retention index) and its jobs run to the end: jobs 1 to 8
+/// through the check shared with the release-2 fixtures, then its own signal wait (woken by a
+/// signal sent now, reading one sent before the upgrade) and fan-in (one child counted by the
+/// old release, the other now). Then the new calls work on it.
+#[test]
+fn a_schema_3_database_is_upgraded_in_place_and_finishes_its_jobs() {
+    use durable_jobs_store::conformance::{release_2_fixture_finished, release_2_fixture_runs};
+    use durable_jobs_store::{
+        Checkpoint, ChildOf, ChildrenWait, ClaimRequest, FanIn, JobFilter, PurgeRequest, SignalId, SignalOutcome,
+        Timestamp,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v3.db"), &path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    store.check_integrity().unwrap();
+    let record = |id: i64| store.get(JobId(id)).unwrap().unwrap();
+    let (waiter, parent) = (record(9), record(10));
+    assert_eq!((waiter.status, waiter.wait_signal.as_deref()), (JobStatus::Waiting, Some("approve")));
+    let note = store.signals(JobId(9)).unwrap();
+    assert_eq!((note.len(), note[0].id, note[0].name.as_str()), (1, SignalId(1), "note"));
+    let counted = ChildrenWait::new(FanIn { index: 0, need: 2, tolerate: 0 }, 2, 1, 0);
+    assert_eq!((parent.status, parent.wait_children), (JobStatus::Waiting, Some(counted)));
+    let link = Some(ChildOf { parent: JobId(10), index: 0 });
+    assert_eq!((record(11).status, record(11).parent), (JobStatus::Completed, link));
+    assert_eq!((record(12).status, record(12).parent), (JobStatus::Pending, link));
+    assert!((1..=12).all(|id| !record(id).cancel_requested));
+
+    let run = release_2_fixture_runs(&store);
+    let now = Timestamp::now();
+    let secs = |s: u64| now.saturating_add(std::time::Duration::from_secs(s));
+    let sent = store.signal(JobId(9), "approve", b"true", now).unwrap();
+    let SignalOutcome::Sent { id: approve, woke: true } = sent else { panic!("job 9 not woken: {sent:?}") };
+    let req = ClaimRequest::new("new", secs(1), secs(30)).names(["signal-wait", "fan-child"]).limit(5);
+    let claimed = store.claim(&req).unwrap().jobs;
+    let seen: Vec<(i64, u64, bool)> = claimed.iter().map(|c| (c.id.0, c.token.0, c.resumed)).collect();
+    assert_eq!(seen, [(9, 2, true), (12, 1, false)], "in claim order");
+    assert_eq!(claimed[1].parent, link);
+    let writes = [
+        Write::receive(claimed[0].claim(), note[0].id, Checkpoint::value(1, "@signal:note", b"\"hi\"".to_vec())),
+        Write::receive(claimed[0].claim(), approve, Checkpoint::value(2, "@signal:approve", b"true".to_vec())),
+        Write::complete(claimed[0].claim(), b"9".to_vec()),
+        Write::complete(claimed[1].claim(), b"12".to_vec()).with_parent(claimed[1].parent),
+    ];
+    assert_eq!(store.commit("new", secs(2), &writes).unwrap(), vec![WriteOutcome::Applied; 4]);
+    assert_eq!(record(10).status, JobStatus::Pending, "its second child woke it");
+    let req = ClaimRequest::new("new", secs(3), secs(30)).names(["fan-parent"]);
+    let parent_run = store.claim(&req).unwrap().jobs[0].claim();
+    assert_eq!((parent_run.job, parent_run.token.0), (JobId(10), 2));
+    let done = store.commit("new", secs(4), &[Write::complete(parent_run, b"10".to_vec())]).unwrap();
+    assert_eq!(done, [WriteOutcome::Applied]);
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    release_2_fixture_finished(&store, &run);
+    assert!((9..=12).all(|id| store.get(JobId(id)).unwrap().unwrap().status == JobStatus::Completed));
+    assert!(store.signals(JobId(9)).unwrap().is_empty(), "both signals consumed");
+    // The new calls, on the upgraded file: the old finished jobs are in the retention index.
+    store.pause_queue("default", true, secs(5)).unwrap();
+    assert_eq!(store.paused_queues().unwrap(), ["default"]);
+    assert!(store.lead("retention", "new", secs(5), secs(65)).unwrap());
+    let purged = store.purge(&PurgeRequest::new(JobStatus::Completed, secs(6), 100)).unwrap();
+    assert_eq!(purged, 10, "1, 4, 5, 7, 8, 9 to 12 and job 5's child");
+    let left: Vec<JobId> = store.list(&JobFilter::new()).unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(left, [JobId(2), JobId(3), JobId(6)]);
+    assert!(store.checkpoints(JobId(4), 0, 10).unwrap().is_empty());
+    store.check_integrity().unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("SELECT MAX(version) FROM dj_schema", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// A schema-3 database that has a table named like one schema 4 adds, not made by us, is
+/// refused before anything changes.
+#[test]
+fn a_schema_3_database_with_a_colliding_table_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v3.db"), &path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = DELETE; CREATE TABLE dj_leads (x INTEGER);").unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::IncompatibleSchema, "{err}");
+    assert!(err.to_string().contains("dj_leads"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// A database upgraded from schema 1, 2 or 3 has the same tables, columns and indexes
 /// as a fresh one.
 #[test]
 fn upgraded_databases_have_the_schema_of_a_fresh_one() {
@@ -287,7 +378,7 @@ fn upgraded_databases_have_the_schema_of_a_fresh_one() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        for table in ["dj_jobs", "dj_checkpoints", "dj_signals", "dj_schema"] {
+        for table in ["dj_jobs", "dj_checkpoints", "dj_signals", "dj_schema", "dj_paused_queues", "dj_leads"] {
             let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})")).unwrap();
             let columns = stmt
                 .query_map([], |r| {
@@ -318,8 +409,10 @@ fn upgraded_databases_have_the_schema_of_a_fresh_one() {
     drop(SqliteStore::open(&fresh).unwrap());
     let expected = shape(&fresh);
     assert!(expected.iter().any(|s| s.starts_with("dj_signals_job: CREATE INDEX")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_jobs_finished: CREATE INDEX")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_leads.holder TEXT")), "{expected:#?}");
     assert!(!expected.iter().any(|s| s.contains("TRIGGER")), "no trigger on the hot table: {expected:#?}");
-    for old in ["schema-v1.db", "schema-v2.db"] {
+    for old in ["schema-v1.db", "schema-v2.db", "schema-v3.db"] {
         let path = dir.path().join(old);
         std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(old), &path)
             .unwrap();
