@@ -55,6 +55,7 @@ mod failpoint;
 mod failure;
 mod handle;
 mod inspect;
+mod limits;
 mod names;
 mod options;
 mod queue;
@@ -88,8 +89,8 @@ pub use signals::{wait_signal, wait_signal_timeout};
 pub use worker::{Retention, ShutdownReport, Worker, WorkerBuilder, MAX_CONCURRENCY};
 
 pub use durable_jobs_store::{
-    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobStatus, MemoryStore, PauseOutcome, RequeueOutcome,
-    ResumeOutcome, RetryPolicy, Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
+    CancelOutcome, Checkpoint, ChildrenWait, JobFilter, JobId, JobStatus, Limit, LimitScope, MemoryStore, PauseOutcome,
+    RequeueOutcome, ResumeOutcome, RetryPolicy, Signal, SignalId, Store, StoreError, StoreErrorKind, Timestamp,
 };
 
 /// The SQLite store (feature `sqlite`, on by default).

@@ -120,6 +120,13 @@ impl QueueInner {
         }
     }
 
+    /// Tells this process's workers that limits changed.
+    pub(crate) fn limits_changed(&self) {
+        for worker in self.workers() {
+            worker.refresh_limits();
+        }
+    }
+
     /// Wakes this process's schedulers: a schedule was put.
     pub(crate) fn schedules_changed(&self) {
         for worker in self.workers() {

@@ -200,7 +200,7 @@ pub struct ScheduleInfo {
 /// A stored schedule, read back to fire it: `None` (with the reason) if this version cannot.
 pub(crate) struct Due {
     pub(crate) name: String,
-    pub(crate) due: Timestamp,
+    pub(crate) at: Timestamp,
     schedule: Schedule,
     template: Template,
 }
@@ -210,15 +210,15 @@ impl Due {
         let schedule = Schedule::from_spec(&record.spec)?;
         let template = serde_json::from_slice(&record.template)
             .map_err(|e| invalid(format!("stored job of schedule {:?}: {e}", record.name)))?;
-        Ok(Due { name: record.name.clone(), due: record.next_fire, schedule, template })
+        Ok(Due { name: record.name.clone(), at: record.next_fire, schedule, template })
     }
 
     /// The job to enqueue now, and the next due time: the first after both the due time and
     /// `now`, so that a schedule late by several periods (after downtime) fires once, not once
     /// per missed time.
     pub(crate) fn fire(&self, now: Timestamp) -> (NewJob, Timestamp) {
-        let next = self.schedule.next_after(self.due.max(now)).unwrap_or(Timestamp(i64::MAX));
-        (self.template.job(self.due, now), next)
+        let next = self.schedule.next_after(self.at.max(now)).unwrap_or(Timestamp(i64::MAX));
+        (self.template.job(self.at, now), next)
     }
 }
 

@@ -203,6 +203,7 @@ impl WorkerBuilder {
             pace,
             stopping: AtomicBool::new(false),
             internal_stop: Waitable::new(&*clock, false),
+            capped: AtomicBool::new(false),
             schedule_bell: Waitable::new(&*clock, 0),
             health: Health::new(&*clock),
             pool: Pool {
@@ -217,6 +218,7 @@ impl WorkerBuilder {
         });
         shared.queue.add_doorbell(&shared.doorbell);
         shared.queue.add_worker(&shared);
+        shared.refresh_limits();
         let mut worker = Worker {
             shared: shared.clone(),
             internal: Vec::new(),

@@ -41,6 +41,8 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
         let now = shared.clock().monotonic();
         give_up_overruns(shared, now);
         if now >= next_reap {
+            // Limits set by another process: whether runs that end should wake the dispatcher.
+            shared.refresh_limits();
             reap(shared, &mut clock);
             next_reap = now.saturating_add(reap_every);
         }

@@ -69,6 +69,9 @@ pub(crate) struct WorkerShared {
     stopping: AtomicBool,
     /// Set at shutdown: the heartbeat and maintenance threads end.
     internal_stop: Arc<Waitable<bool>>,
+    /// Set while the store has a limit on running jobs: every run that ends may let a held
+    /// job go, so it wakes the dispatcher.
+    capped: AtomicBool,
     /// Bumped when schedules change in this process, and at shutdown: wakes the scheduler.
     schedule_bell: Arc<Waitable<u64>>,
     health: Health,
@@ -100,6 +103,15 @@ impl WorkerShared {
         self.schedule_bell.update(|n| *n += 1);
     }
 
+    /// Reads whether the store has a limit on running jobs.
+    pub(crate) fn refresh_limits(&self) {
+        match self.queue.store.limits() {
+            Ok(limits) => self.capped.store(limits.iter().any(|l| l.max_running.is_some()), Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "reading the limits failed"),
+        }
+        self.doorbell.ring();
+    }
+
     /// Renews the held leases now, which also tells runs whose job was cancelled to stop.
     pub(crate) fn renew_now(&self) {
         heartbeat::renew(self);
@@ -115,7 +127,7 @@ impl WorkerShared {
         for claim in claims {
             self.held.remove(claim);
         }
-        if self.held.len() <= self.pace.capacity() / 2 {
+        if self.capped.load(Ordering::Relaxed) || self.held.len() <= self.pace.capacity() / 2 {
             self.doorbell.ring();
         }
     }

@@ -54,9 +54,9 @@ fn fire_due(shared: &WorkerShared, unreadable: &mut HashSet<String>) -> Duration
             }
         };
         let (job, after) = due.fire(now);
-        match store.fire(&due.name, due.due, after, &job, now) {
+        match store.fire(&due.name, due.at, after, &job, now) {
             Ok(FireOutcome::Fired(enqueued)) => {
-                tracing::debug!(schedule = %due.name, due = ?due.due, ?enqueued, "schedule fired");
+                tracing::debug!(schedule = %due.name, due = ?due.at, ?enqueued, "schedule fired");
                 shared.queue.wake_workers(now);
                 next = next.min(after);
             }

@@ -15,7 +15,12 @@ use crate::support::{wait_until, Backend, Ledger, PATIENCE};
 /// and tries one more step, which must refuse to start.
 fn register_stubborn(queue: &Queue, ledger: &Ledger) {
     let l = ledger.clone();
-    queue.register("step", move |_: &JobContext, (): ()| -> Result<(), Error> { Ok(l.record("step ran")) }).unwrap();
+    queue
+        .register("step", move |_: &JobContext, (): ()| -> Result<(), Error> {
+            l.record("step ran");
+            Ok(())
+        })
+        .unwrap();
     let l = ledger.clone();
     queue
         .register("stubborn", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
@@ -145,9 +150,12 @@ pub fn dead_letters_are_found_requeued_and_purged(db: &dyn Backend) {
     let (l, b) = (ledger.clone(), broken.clone());
     queue
         .register("charge", move |ctx: &JobContext, n: u32| -> Result<u32, Error> {
-            ctx.step("reserve", || Ok::<_, std::io::Error>(l.record(format!("reserve {n}"))))?;
+            ctx.step("reserve", || {
+                l.record(format!("reserve {n}"));
+                Ok::<_, std::io::Error>(())
+            })?;
             if b.load(std::sync::atomic::Ordering::SeqCst) {
-                let why = if n % 2 == 0 { "card declined" } else { "bank unreachable" };
+                let why = if n.is_multiple_of(2) { "card declined" } else { "bank unreachable" };
                 return Err(Error::permanent(std::io::Error::other(format!("{why} ({n})"))));
             }
             Ok(n)

@@ -14,6 +14,7 @@ mod faults;
 mod hardening;
 mod inspection;
 mod leases;
+mod limits;
 mod retries;
 mod schedules;
 mod scheduling;

@@ -174,7 +174,6 @@ pub fn a_changed_wait_is_a_determinism_error(db: &dyn Backend) {
                     durable_jobs::fan_out::<()>(ctx, children, durable_jobs::FanInStrategy::CollectAll).map(drop)
                 }
                 ("timeout", false) => wait_signal_timeout::<()>(ctx, "approved", HOUR).map(drop),
-                ("timeout", true) => wait_signal::<()>(ctx, "approved"),
                 ("gathered", _) => {
                     // The fan-out's results are recorded before the signal wait.
                     let n = if changed { 3 } else { 2 };
@@ -182,7 +181,7 @@ pub fn a_changed_wait_is_a_determinism_error(db: &dyn Backend) {
                     durable_jobs::fan_out::<()>(ctx, children, durable_jobs::FanInStrategy::CollectAll)?;
                     wait_signal::<()>(ctx, "approved")
                 }
-                (_, false) => wait_signal::<()>(ctx, "approved"),
+                ("timeout", true) | (_, false) => wait_signal::<()>(ctx, "approved"),
                 (_, true) => ctx.step("approve", || Ok::<_, std::io::Error>(())),
             }
         })

@@ -48,6 +48,16 @@ impl Limit {
         Limit { scope, max_running: None, per_second: None, by_key: false }
     }
 
+    /// No limit yet on queue `queue`.
+    pub fn queue(queue: impl Into<String>) -> Self {
+        Limit::new(LimitScope::Queue(queue.into()))
+    }
+
+    /// No limit yet on the jobs of handler `name`.
+    pub fn name(name: impl Into<String>) -> Self {
+        Limit::new(LimitScope::Name(name.into()))
+    }
+
     /// Sets [`max_running`](Self::max_running).
     pub fn max_running(mut self, jobs: u32) -> Self {
         self.max_running = Some(jobs);
