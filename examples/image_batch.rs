@@ -16,6 +16,8 @@ use durable_jobs::sqlite::SqliteStore;
 use durable_jobs::{fan_out, Child, Error, FanInStrategy, JobContext, JobFilter, JobOptions, JobStatus, Queue};
 use serde::{Deserialize, Serialize};
 
+mod common;
+
 #[derive(Parser, Debug)]
 #[command(about = "Resize a batch of images with child jobs (fan-out / fan-in)")]
 struct Args {
@@ -96,12 +98,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let images: Vec<Image> = (0..args.images)
         .map(|n| Image { name: format!("photo-{n}.jpg"), width: rng.u32(640..=6000), height: rng.u32(480..=4000) })
         .collect();
+    let stop = common::Stop::on_signals()?;
     let worker = queue.worker().concurrency(args.workers).start()?;
     for strategy in ["collect-all", "fail-fast"] {
         let started = Instant::now();
         let id = queue.enqueue("batch", &(images.clone(), strategy), JobOptions::new())?;
         println!("batch {id} ({strategy}): {} images, {} worker threads", images.len(), args.workers);
-        let info = queue.wait(id, Duration::from_secs(120))?;
+        let Some(info) = stop.wait(&queue, id, Duration::from_secs(120))? else { break };
         if info.status != JobStatus::Completed {
             return Err(format!("batch {id} ended {}: {:?}", info.status, info.last_error).into());
         }

@@ -19,6 +19,8 @@ use durable_jobs::sqlite::SqliteStore;
 use durable_jobs::{wait_signal, wait_signal_timeout, Error, JobContext, JobOptions, JobStatus, Queue};
 use serde::{Deserialize, Serialize};
 
+mod common;
+
 // Every option is a number of milliseconds, and says so on the command line.
 #[allow(clippy::struct_field_names)]
 #[derive(Parser, Debug)]
@@ -89,6 +91,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Ok(format!("{user} active"))
     })?;
 
+    let stop = common::Stop::on_signals()?;
     let worker = queue.worker().concurrency(1).start()?;
     let alice = queue.enqueue("signup", "alice", JobOptions::new())?;
     let bob = queue.enqueue("signup", "bob", JobOptions::new())?;
@@ -108,7 +111,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let patience = Duration::from_millis(args.bob_clicks_ms.max(args.alice_clicks_ms) + 30_000);
-    let results = [queue.wait(alice, patience)?, queue.wait(bob, patience)?];
+    let (Some(a), Some(b)) = (stop.wait(&queue, alice, patience)?, stop.wait(&queue, bob, patience)?) else {
+        worker.shutdown();
+        return Ok(());
+    };
+    let results = [a, b];
     clicker.join().map_err(|_| "the clicking thread panicked")??;
     worker.shutdown();
     for info in &results {

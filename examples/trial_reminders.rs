@@ -16,6 +16,8 @@ use clap::Parser;
 use durable_jobs::sqlite::SqliteStore;
 use durable_jobs::{Error, JobContext, JobOptions, JobStatus, Queue};
 
+mod common;
+
 #[derive(Parser, Debug)]
 #[command(about = "Free-trial reminders with durable sleep")]
 struct Args {
@@ -62,6 +64,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let users: Vec<u32> = (0..args.trials).collect();
     let ids = queue.enqueue_batch("trial", &users, JobOptions::new())?;
+    let stop = common::Stop::on_signals()?;
     let worker = queue.worker().concurrency(2).start()?;
     println!("{} trials of {trial:?} each on 2 worker threads (the first three users shown)", args.trials);
 
@@ -70,6 +73,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let total = queue.counts()?.total();
         if total.completed == u64::from(args.trials) {
             break;
+        }
+        if stop.requested() {
+            println!("\nInterrupted: stopping gracefully; the sleeping trials wake in the next run");
+            worker.shutdown();
+            return Ok(());
         }
         if total.waiting > 0 && reported != Some(total.waiting) {
             let at = started.elapsed().as_secs_f64();

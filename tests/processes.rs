@@ -8,12 +8,15 @@
 //! - G12: workflows asleep when their worker is killed wake at their deadline in the next one.
 //! - G13/G14: a worker killed while workflows wait for signals and fan-outs' children run: no
 //!   signal lost or received twice, no child lost or started twice.
+//! - G15: three worker processes fire an every-200-ms schedule for 5 s: each due time once.
+//! - G16: two worker processes under a queue limit of 4 claims a second and 2 running.
 //!
 //! The steps write a ledger (an append-only file) that the parent checks: every job completed,
 //! every re-run of a step explained by a crash that hit it in flight, nothing re-run after its
 //! checkpoint committed. `DJ_SEED=<n>` replays a run (the seed is printed on failure);
 //! `DJ_LONG=1` runs the long tier (10,000 jobs, 100 kills).
 
+mod ops;
 mod workers;
 
 use std::collections::HashSet;
@@ -42,6 +45,12 @@ fn main() -> ExitCode {
         if shared {
             scenarios.push(("S11 shared file", Box::new(move || shared_file(backend, seed))));
             scenarios.push(("S9 stopped worker", Box::new(move || stopped_worker(backend))));
+            scenarios.push((
+                "G15 schedule across processes",
+                Box::new(move || ops::a_schedule_fires_once_across_processes(backend)),
+            ));
+            scenarios
+                .push(("G16 limits across processes", Box::new(move || ops::limits_hold_across_processes(backend))));
         }
         scenarios.push(("G5 process-killing job", Box::new(move || poison(backend))));
         scenarios.push(("G12 sleepers outlive kill -9", Box::new(move || sleepers_outlive_a_crash(backend))));

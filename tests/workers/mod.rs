@@ -102,6 +102,16 @@ pub fn register(queue: &Queue, store: &Arc<dyn Store>, dir: &Path, gated: bool) 
     })?;
     register_waits(queue, dir)?;
     let d = dir.to_path_buf();
+    // Records when it runs, to check limits across processes.
+    queue.register("limited", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+        let micros =
+            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
+        record(&d, &format!("lim-start {} {} {pid}", ctx.id(), micros()));
+        std::thread::sleep(Duration::from_millis(30));
+        record(&d, &format!("lim-end {} {} {pid}", ctx.id(), micros()));
+        Ok(())
+    })?;
+    let d = dir.to_path_buf();
     queue.register("flow", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
         for n in 1..=STEPS {
             match call::<u32>(ctx, "step", &n) {
@@ -187,8 +197,22 @@ pub fn child(dir: &Path) -> ExitCode {
     if let Ok(prefetch) = env("DJ_PREFETCH").parse() {
         builder = builder.prefetch(prefetch);
     }
+    if let Ok(queues) = std::env::var("DJ_QUEUES") {
+        builder = builder.queues(queues.split(','));
+    }
+    if let Ok(poll) = env("DJ_POLL_MS").parse() {
+        builder = builder.poll_interval(Duration::from_millis(poll));
+    }
     let worker = builder.start().expect("start worker");
+    // Tells the parent this worker runs (outside the ledger, which the checks parse).
+    std::fs::write(dir.join(format!("up-{pid}")), b"").expect("write up file");
     let started = Instant::now();
+    if let Ok(run_for) = env("DJ_RUN_MS").parse() {
+        // Runs for a while instead of until a number of jobs completed.
+        std::thread::sleep(Duration::from_millis(run_for));
+        worker.shutdown();
+        return ExitCode::SUCCESS;
+    }
     while completed(&queue).expect("count jobs") < expect {
         assert!(started.elapsed() < PATIENCE, "worker {pid} gave up waiting");
         std::thread::sleep(Duration::from_millis(50));
