@@ -292,3 +292,32 @@ fn a_timed_out_verification_leaves_no_copy_behind() {
     assert_eq!(leftovers(), ["jobs"], "the verification copy is removed");
     assert_eq!(SledStore::open_with(&path, options()).unwrap().list(&JobFilter::new().limit(1000)).unwrap().len(), 500);
 }
+
+/// A child asked to cancel while it runs, then released (a shutdown) or reclaimed, ends
+/// cancelled and is counted by its waiting parent's fan-in. (No conformance case reaches this
+/// yet: a sled build without the count on release passed all of them.)
+#[test]
+fn a_cancelled_child_released_or_reclaimed_is_counted_by_its_parent() {
+    use durable_jobs_store::conformance::{at, claim_runs, commit, T0};
+    use durable_jobs_store::{CancelOutcome, FanIn, JobStatus, ReclaimRequest, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("jobs")).unwrap();
+    let parents = insert(&store, &[job("a"), job("a")]);
+    let runs = claim_runs(&store, "w", 2, T0);
+    let rule = FanIn { index: 0, need: 1, tolerate: 0 };
+    for run in &runs {
+        commit(&store, "w", at(1), &[Write::wait_children(*run, rule, vec![job("b")])]);
+    }
+    let kids = claim_runs(&store, "w", 2, at(2));
+    for kid in &kids {
+        assert_eq!(store.cancel(kid.job, at(3)).unwrap(), CancelOutcome::Requested);
+    }
+    assert_eq!(store.release("w", &kids[..1], at(4)).unwrap(), 1);
+    commit(&store, "w", at(4), &[Write::start(kids[1])]);
+    assert_eq!(store.reclaim(&ReclaimRequest::new(at(99), 10)).unwrap().cancelled, [kids[1].job]);
+    for ((parent, kid), ended) in parents.iter().zip(&kids).zip([at(4), at(99)]) {
+        assert_eq!(store.get(kid.job).unwrap().unwrap().status, JobStatus::Cancelled);
+        let parent = store.get(*parent).unwrap().unwrap();
+        assert_eq!((parent.status, parent.updated_at), (JobStatus::Pending, ended), "woken by its child's end");
+    }
+}
