@@ -1,6 +1,7 @@
 //! S12: 100,000 jobs through one worker pool on each persistent backend, each run exactly once,
 //! with the process's memory growth while draining kept under the 100 MiB budget (memory must
-//! not depend on the queue's depth). The claim cost with a million finished jobs is pinned in
+//! not depend on the queue's depth). S13: a million jobs through a SQLite table with 1 s
+//! retention, which stays bounded. The claim cost with a million finished jobs is pinned in
 //! the SQLite crate by counting VM steps; speed is measured by the benchmarks, not asserted.
 
 #![allow(clippy::unwrap_used)]
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs::{JobContext, JobOptions, Queue, Store};
+use durable_jobs::{JobContext, JobOptions, Queue, Retention, Store};
 
 const JOBS: usize = 100_000;
 
@@ -90,4 +91,56 @@ fn every_backend_runs_100k_jobs_once_in_flat_memory() {
     #[cfg(feature = "sled")]
     hundred_thousand_jobs_run_once(Box::new(durable_jobs::sled::SledStore::open(dir.path().join("jobs")).unwrap()));
     assert!(dir.path().exists());
+}
+
+/// S13: a million jobs pass through one SQLite table whose finished jobs are kept 1 s: the
+/// table stays bounded while they flow (sampled every 50,000 jobs) and ends empty, and every
+/// job ran exactly once.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_million_jobs_pass_through_a_bounded_table() {
+    const MILLION: usize = 1_000_000;
+    /// The producer stays at most this far ahead of the workers.
+    const BACKLOG: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::new(durable_jobs::sqlite::SqliteStore::open(dir.path().join("jobs.db")).unwrap());
+    let ran = Arc::new(AtomicU64::new(0));
+    let r = ran.clone();
+    queue
+        .register("count", move |_: &JobContext, (): ()| -> Result<(), std::io::Error> {
+            r.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let retention = Retention::default().completed(Duration::from_secs(1)).every(Duration::from_millis(250));
+    let worker = queue.worker().concurrency(4).retention(retention).start().unwrap();
+    let (started, mut most_rows) = (Instant::now(), 0);
+    for batch in 0..MILLION / 1000 {
+        if batch % 50 == 0 {
+            let total = queue.counts().unwrap().total();
+            most_rows = most_rows.max(total.total());
+            while queue.counts().unwrap().total().unfinished() > BACKLOG {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        queue.enqueue_batch("count", &[(); 1000], JobOptions::new()).unwrap();
+    }
+    while ran.load(Ordering::Relaxed) < MILLION as u64 {
+        assert!(started.elapsed() < Duration::from_secs(900), "not all jobs ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = started.elapsed();
+    let mut left = u64::MAX;
+    while left > 0 {
+        assert!(started.elapsed() < Duration::from_secs(960), "{left} jobs left after the drain");
+        std::thread::sleep(Duration::from_millis(100));
+        left = queue.counts().unwrap().total().total();
+    }
+    worker.shutdown();
+    eprintln!(
+        "{MILLION} jobs through a table with 1 s retention in {drained:.1?} (debug build); at most {most_rows} rows seen, 0 left {:.1?} later",
+        started.elapsed() - drained
+    );
+    assert_eq!(ran.load(Ordering::Relaxed), MILLION as u64, "every job ran once");
+    assert!(most_rows <= 200_000, "the table held {most_rows} rows");
 }

@@ -8,6 +8,7 @@
 //! cargo run --release --example bench -- --quick --only W3,W5,idle       # smaller, a subset
 //! ```
 
+mod operations;
 mod recovery;
 mod system;
 mod timing;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use durable_jobs::store::faulty::FaultyStore;
-use durable_jobs::{call, Error, JobContext, JobId, JobOptions, Queue, Store};
+use durable_jobs::{call, Error, JobContext, JobId, JobOptions, Queue, Store, WorkerBuilder};
 use serde::Serialize;
 
 #[derive(Parser, Debug, Clone)]
@@ -119,6 +120,12 @@ fn run(args: &Args) -> Res<()> {
     }
     if want("W10") {
         rows.extend(bench.w10(200 / scale.min(4))?);
+    }
+    if want("ops") {
+        rows.extend(bench.ops(100_000 / scale, 10_000 / scale)?);
+    }
+    if want("W6r") {
+        rows.extend(bench.w6r(1_000_000 / scale)?);
     }
     if want("idle") {
         rows.extend(bench.idle(if args.quick { 2 } else { 10 })?);
@@ -248,13 +255,23 @@ impl Bench {
 
     /// Enqueues `n` no-op jobs, drains them with `concurrency` threads; jobs per second.
     fn drain(queue: &Queue, n: usize, concurrency: usize) -> Res<f64> {
+        Self::drain_with(queue, n, concurrency, |w| w)
+    }
+
+    /// As [`drain`](Self::drain), with the worker's settings changed by `configure`.
+    fn drain_with(
+        queue: &Queue,
+        n: usize,
+        concurrency: usize,
+        configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+    ) -> Res<f64> {
         let batch = vec![ARGS; 1000];
         let mut tail = Vec::new();
         for _ in 0..n.div_ceil(1000) {
             tail = queue.enqueue_batch("noop", &batch, JobOptions::new())?;
         }
         let started = Instant::now();
-        let worker = queue.worker().concurrency(concurrency).start()?;
+        let worker = configure(queue.worker().concurrency(concurrency)).start()?;
         let elapsed = wait_drained(queue, &tail, started)?;
         let rate = n.div_ceil(1000) as f64 * 1000.0 / elapsed.as_secs_f64();
         worker.shutdown();
@@ -281,14 +298,20 @@ impl Bench {
 
     fn w4(&self, n: usize) -> Res<Row> {
         progress("W4", &format!("{n} workflows x 5 steps, concurrency 16"));
-        let queue = self.queue(&self.path("w4"))?;
+        let rate = Self::flows(&self.queue(&self.path("w4"))?, n, |w| w)?;
+        Ok(row("W4", "workflow steps (5 per job), concurrency 16", rate, "steps/s", None, "≥ 30k steps/s"))
+    }
+
+    /// Runs `n` five-step workflows with 16 threads, the worker's settings changed by
+    /// `configure`; steps per second.
+    fn flows(queue: &Queue, n: usize, configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> Res<f64> {
         let ids = queue.enqueue_batch("flow", &vec![(); n], JobOptions::new())?;
         let started = Instant::now();
-        let worker = queue.worker().concurrency(16).start()?;
+        let worker = configure(queue.worker().concurrency(16)).start()?;
         let tail = &ids[ids.len().saturating_sub(1000)..];
-        let rate = (5 * n) as f64 / wait_drained(&queue, tail, started)?.as_secs_f64();
+        let rate = (5 * n) as f64 / wait_drained(queue, tail, started)?.as_secs_f64();
         worker.shutdown();
-        Ok(row("W4", "workflow steps (5 per job), concurrency 16", rate, "steps/s", None, "≥ 30k steps/s"))
+        Ok(rate)
     }
 
     fn w6(&self, n: usize) -> Res<Vec<Row>> {
