@@ -4,6 +4,12 @@
 //! lock: nothing else needs to change with them atomically, and the transactions of the other
 //! calls do not grow by two trees. Paused queues are also kept in memory (one process opens a
 //! database), so that a claim leaves them out without reading a tree.
+//!
+//! `purge` reads the finished index (`keys::finished`), which costs every finished job one more
+//! key: a claim-and-complete drain of 20,000 jobs ran about a quarter fewer jobs per CPU-second
+//! with it (26-28k against 32-37k, three alternating runs on a busy 2-core machine). Without
+//! it each purge would decode every record, and the engine's retention purges three statuses
+//! every minute (every second while it catches up).
 
 use std::collections::{BTreeSet, HashMap};
 
