@@ -146,6 +146,9 @@ pub struct ClaimedJob {
     pub confirm_start: bool,
     /// The parent whose step started it, for a child job (its end may wake the parent).
     pub parent: Option<ChildOf>,
+    /// When it was due (its `run_at` when claimed): the time it waited in the queue is the
+    /// claim's `now` minus this.
+    pub run_at: Timestamp,
 }
 
 impl ClaimedJob {
@@ -166,6 +169,7 @@ impl ClaimedJob {
             resumed: false,
             confirm_start: false,
             parent: None,
+            run_at: Timestamp(0),
         }
     }
 

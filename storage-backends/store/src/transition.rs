@@ -113,6 +113,7 @@ pub fn claim(job: &mut JobRecord, req: &ClaimRequest, resumed: bool) -> ClaimedJ
     claimed.resumed = resumed;
     claimed.confirm_start = job.confirm_start;
     claimed.parent = job.parent;
+    claimed.run_at = job.run_at;
     claimed
 }
 
@@ -299,7 +300,13 @@ pub fn reclaim(job: &mut JobRecord, req: &ReclaimRequest) -> Recovery {
         recovery(job.run_started, job.attempt, job.max_attempts)
     };
     match recovery {
-        Recovery::Cancelled => end_run(job, JobStatus::Cancelled, now),
+        Recovery::Cancelled => {
+            // Charged only if its start was recorded, as any lost run (the message says which).
+            if !job.run_started {
+                job.attempt = job.attempt.saturating_sub(1);
+            }
+            end_run(job, JobStatus::Cancelled, now);
+        }
         Recovery::Released => {
             job.attempt = job.attempt.saturating_sub(1);
             job.confirm_start = true;

@@ -151,11 +151,12 @@ pub fn claim_respects_limit_and_never_returns_a_job_twice(h: &dyn Harness) {
 /// A claim returns the job's data and writes lease, holder, token and attempt.
 pub fn claim_sets_lease_token_and_attempt(h: &dyn Harness) {
     let store = h.open();
-    let j = job("b").max_attempts(4).timeout(Duration::from_secs(2));
+    let j = job("b").max_attempts(4).timeout(Duration::from_secs(2)).run_at(at(-3));
     let id = insert(&*store, std::slice::from_ref(&j))[0];
     let claimed = store.claim(&claim_req(WORKER, 1, at(1))).unwrap().jobs;
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
+    assert_eq!(c.run_at, at(-3), "when it was due");
     assert_eq!((c.id, c.name.as_str(), c.queue.as_str()), (id, "b", "default"));
     assert_eq!((c.attempt, c.max_attempts, c.timeout, c.token), (1, 4, j.timeout, ClaimToken(1)));
     assert_eq!((c.resumed, c.confirm_start), (false, false));

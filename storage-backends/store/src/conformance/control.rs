@@ -253,3 +253,28 @@ pub fn requeue_many_and_error_filters(h: &dyn Harness) {
     let rec = store.get(ids[1]).unwrap().unwrap();
     assert_eq!((rec.status, rec.attempt, rec.run_at), (JobStatus::Pending, 0, at(2)));
 }
+
+/// A running child asked to cancel and then released, or reclaimed, ends `Cancelled` and is
+/// counted by its waiting parent's fan-in, which it may decide.
+pub fn cancelled_children_ending_otherwise_are_counted(h: &dyn Harness) {
+    let store = h.open();
+    let parent = insert(&*store, &[job("a")])[0];
+    let run = claim_runs(&*store, WORKER, 1, T0)[0];
+    let rule = FanIn { index: 3, need: 2, tolerate: 2 };
+    commit(&*store, WORKER, at(1), &[Write::wait_children(run, rule, vec![job("b"), job("b")])]);
+    let kids = claim_runs(&*store, WORKER, 2, at(2));
+    commit(&*store, WORKER, at(2), &[Write::start(kids[1])]);
+    for kid in &kids {
+        assert_eq!(store.cancel(kid.job, at(3)).unwrap(), CancelOutcome::Requested);
+    }
+    assert_eq!(store.release(WORKER, &[kids[0]], at(4)).unwrap(), 1);
+    let rec = store.get(parent).unwrap().unwrap();
+    assert_eq!((rec.status, rec.wait_children.map(|w| w.failed)), (JobStatus::Waiting, Some(1)));
+    let released = store.get(kids[0].job).unwrap().unwrap();
+    assert_eq!((released.status, released.attempt), (JobStatus::Cancelled, 0), "not charged");
+    let reclaimed = store.reclaim(&ReclaimRequest::new(at(40), 10)).unwrap();
+    assert_eq!(reclaimed.cancelled, vec![kids[1].job]);
+    let lost = store.get(kids[1].job).unwrap().unwrap();
+    assert_eq!((lost.status, lost.attempt), (JobStatus::Cancelled, 1), "its start was recorded: charged");
+    assert_eq!(store.get(parent).unwrap().unwrap().status, JobStatus::Pending, "the fan-in is decided");
+}

@@ -104,6 +104,7 @@ macro_rules! store_conformance_tests {
             cancel_reaches_every_waiting_descendant,
             cancelling_a_running_job_ends_its_run_cancelled,
             cancel_reaches_running_descendants,
+            cancelled_children_ending_otherwise_are_counted,
             pausing_keeps_a_job_and_its_wait,
             a_paused_parent_counts_its_children,
             a_paused_queue_is_not_claimed,
