@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::clock::{Clock, SystemClock};
 use crate::doorbell::Doorbell;
 use crate::error::BoxError;
+use crate::events::Listeners;
 use crate::registry::{self, Registry};
 use crate::wait::Waitable;
 use crate::{names, Error, JobContext, JobOptions, WorkerBuilder};
@@ -38,6 +39,8 @@ pub(crate) struct QueueInner {
     /// Jobs released by a shutdown while their handler still ran on an abandoned thread:
     /// not claimed again in this process until that handler returns.
     quarantined: Mutex<HashSet<JobId>>,
+    /// Who is told about events.
+    pub(crate) events: Listeners,
 }
 
 /// Settings of a [`Queue`] beyond its store.
@@ -76,6 +79,7 @@ impl QueueBuilder {
                 doorbells: Mutex::new(Vec::new()),
                 commits,
                 quarantined: Mutex::new(HashSet::new()),
+                events: Listeners::default(),
             }),
         }
     }
@@ -306,11 +310,11 @@ impl Queue {
         let jobs: Vec<NewJob> = args.into_iter().map(|args| options.new_job(name, args, now, run_at)).collect();
         let out = self.inner.store.enqueue(&jobs)?;
         let mut ids = Vec::with_capacity(out.len());
-        let mut inserted = false;
+        let mut inserted = 0_u64;
         for e in out {
             match e {
                 Enqueued::New(id) => {
-                    inserted = true;
+                    inserted += 1;
                     ids.push(id);
                 }
                 Enqueued::Duplicate(existing) if options.unique_window.is_some() => ids.push(existing),
@@ -321,7 +325,8 @@ impl Queue {
                 other => return Err(unexpected(&format!("{other:?}"))),
             }
         }
-        if inserted {
+        if inserted > 0 {
+            crate::observability::enqueued(&options.queue, name, inserted);
             self.inner.wake_workers(run_at);
         }
         Ok(ids)

@@ -59,6 +59,8 @@ pub(crate) struct WorkerShared {
     poll_interval: Duration,
     /// How long after its timeout a handler that has not returned is abandoned.
     timeout_grace: Duration,
+    /// How often the maintenance thread reports the queue depth, if it does.
+    queue_depth_every: Option<Duration>,
     /// How many jobs to hold: running plus prefetched.
     pace: pace::Pace,
     /// Set at shutdown or failure: claim nothing more, start nothing more.
