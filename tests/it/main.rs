@@ -13,6 +13,7 @@ mod faults;
 mod hardening;
 mod inspection;
 mod leases;
+mod observability;
 mod retries;
 mod scheduling;
 mod shutdown;
