@@ -84,6 +84,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use durable_jobs_store::{Claim, ClaimedJob, JobStatus, NewJob, Reclaimed, StatusCount, Write, WriteOp, WriteOutcome};
+use parking_lot::RwLock;
 
 use crate::events::{Event, EventKind};
 use crate::queue::QueueInner;
@@ -127,20 +128,85 @@ impl RunEnd {
     }
 }
 
-fn count(metric: &'static str, queue: &str, name: &str, n: u64) {
-    metrics::counter!(metric, "queue" => queue.to_owned(), "name" => name.to_owned()).increment(n);
+/// The counters, each counting the event of the same name.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Enqueued,
+    Started,
+    Completed,
+    Failed,
+    Retried,
+    Dead,
+    Reclaimed,
+}
+
+const COUNTERS: [&str; 7] = [ENQUEUED, STARTED, COMPLETED, FAILED, RETRIED, DEAD, RECLAIMED];
+
+/// What the metrics of this crate tell a recorder about where they come from.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metric keys of one queue and name, built once and retained, so that recording a metric
+/// allocates nothing (a key built per call would cost allocations per job even with no
+/// recorder installed).
+#[derive(Debug)]
+struct Keys {
+    counters: [metrics::Key; 7],
+    run_seconds: metrics::Key,
+}
+
+impl Keys {
+    fn new(queue: &str, name: &str) -> Self {
+        let key = |metric: &'static str| {
+            let labels =
+                vec![metrics::Label::new("queue", queue.to_owned()), metrics::Label::new("name", name.to_owned())];
+            metrics::Key::from_parts(metric, labels).to_retained()
+        };
+        Keys { counters: COUNTERS.map(key), run_seconds: key(RUN_SECONDS) }
+    }
+}
+
+/// The metric keys of a queue's jobs, per queue and handler name (as many as the metrics'
+/// label values).
+#[derive(Debug, Default)]
+pub(crate) struct MetricKeys(RwLock<HashMap<String, HashMap<String, Keys>>>);
+
+impl MetricKeys {
+    fn with<R>(&self, queue: &str, name: &str, f: impl FnOnce(&Keys) -> R) -> R {
+        if let Some(keys) = self.0.read().get(queue).and_then(|names| names.get(name)) {
+            return f(keys);
+        }
+        let mut map = self.0.write();
+        let names = map.entry(queue.to_owned()).or_default();
+        f(names.entry(name.to_owned()).or_insert_with(|| Keys::new(queue, name)))
+    }
+
+    fn count(&self, counter: Counter, queue: &str, name: &str, n: u64) {
+        self.with(queue, name, |keys| {
+            let key = &keys.counters[counter as usize];
+            metrics::with_recorder(|r| r.register_counter(key, &METADATA).increment(n));
+        });
+    }
+
+    fn run_time(&self, queue: &str, name: &str, run_time: Duration) {
+        self.with(queue, name, |keys| {
+            metrics::with_recorder(|r| {
+                r.register_histogram(&keys.run_seconds, &METADATA).record(run_time.as_secs_f64());
+            });
+        });
+    }
 }
 
 /// `n` jobs of `name` were inserted into `queue`.
-pub(crate) fn enqueued(queue: &str, name: &str, n: u64) {
+pub(crate) fn enqueued(inner: &QueueInner, queue: &str, name: &str, n: u64) {
     if n > 0 {
-        count(ENQUEUED, queue, name, n);
+        inner.metric_keys.count(Counter::Enqueued, queue, name, n);
     }
 }
 
 /// `job`'s handler is about to run.
 pub(crate) fn started(inner: &QueueInner, job: &ClaimedJob) {
-    count(STARTED, &job.queue, &job.name, 1);
+    inner.metric_keys.count(Counter::Started, &job.queue, &job.name, 1);
     inner.events.emit(|| event(job.id, &job.name, &job.queue, job.attempt, EventKind::Started));
 }
 
@@ -181,22 +247,21 @@ pub(crate) fn committed(inner: &QueueInner, writes: &[Write], outcomes: &[WriteO
 
 fn run_ended(inner: &QueueInner, end: &RunEnd, op: &WriteOp) {
     let (queue, name) = (end.queue.as_str(), end.name.as_str());
-    let metric = match op {
-        WriteOp::Complete { .. } => Some(COMPLETED),
-        WriteOp::Retry { .. } => Some(RETRIED),
-        WriteOp::Fail { .. } if end.dead => Some(DEAD),
-        WriteOp::Fail { .. } => Some(FAILED),
+    let counter = match op {
+        WriteOp::Complete { .. } => Some(Counter::Completed),
+        WriteOp::Retry { .. } => Some(Counter::Retried),
+        WriteOp::Fail { .. } if end.dead => Some(Counter::Dead),
+        WriteOp::Fail { .. } => Some(Counter::Failed),
         WriteOp::Suspend { children, .. } => {
-            enqueued_children(children);
+            enqueued_children(inner, children);
             None
         }
         _ => return,
     };
-    if let Some(metric) = metric {
-        count(metric, queue, name, 1);
+    if let Some(counter) = counter {
+        inner.metric_keys.count(counter, queue, name, 1);
     }
-    metrics::histogram!(RUN_SECONDS, "queue" => queue.to_owned(), "name" => name.to_owned())
-        .record(end.run_time.as_secs_f64());
+    inner.metric_keys.run_time(queue, name, end.run_time);
     let run_time = end.run_time;
     let kind = || match op {
         WriteOp::Complete { .. } => Some(EventKind::Completed { run_time }),
@@ -220,11 +285,11 @@ fn run_ended(inner: &QueueInner, end: &RunEnd, op: &WriteOp) {
 }
 
 /// Counts the children a committed fan-out inserted, a run of equal names at a time.
-fn enqueued_children(children: &[NewJob]) {
+fn enqueued_children(inner: &QueueInner, children: &[NewJob]) {
     let mut i = 0;
     while let Some(first) = children.get(i) {
         let same = children[i..].iter().take_while(|c| c.queue == first.queue && c.name == first.name).count();
-        enqueued(&first.queue, &first.name, same as u64);
+        enqueued(inner, &first.queue, &first.name, same as u64);
         i += same;
     }
 }
@@ -245,10 +310,10 @@ pub(crate) fn reclaimed(inner: &QueueInner, r: &Reclaimed) {
             }
         };
         let (queue, name) = (record.queue.as_str(), record.name.as_str());
-        count(RECLAIMED, queue, name, 1);
+        inner.metric_keys.count(Counter::Reclaimed, queue, name, 1);
         inner.events.emit(|| event(id, name, queue, record.attempt, EventKind::Reclaimed { charged }));
         if dead {
-            count(DEAD, queue, name, 1);
+            inner.metric_keys.count(Counter::Dead, queue, name, 1);
             let error = record.last_error.clone().unwrap_or_default();
             let kind = EventKind::DeadLettered { error, run_time: None };
             inner.events.emit(|| event(id, name, queue, record.attempt, kind));

@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::doorbell::Doorbell;
 use crate::error::BoxError;
 use crate::events::Listeners;
+use crate::observability::MetricKeys;
 use crate::registry::{self, Registry};
 use crate::wait::Waitable;
 use crate::{names, Error, JobContext, JobOptions, WorkerBuilder};
@@ -41,6 +42,8 @@ pub(crate) struct QueueInner {
     quarantined: Mutex<HashSet<JobId>>,
     /// Who is told about events.
     pub(crate) events: Listeners,
+    /// The keys of the metrics of this queue's jobs.
+    pub(crate) metric_keys: MetricKeys,
 }
 
 /// Settings of a [`Queue`] beyond its store.
@@ -80,6 +83,7 @@ impl QueueBuilder {
                 commits,
                 quarantined: Mutex::new(HashSet::new()),
                 events: Listeners::default(),
+                metric_keys: MetricKeys::default(),
             }),
         }
     }
@@ -326,7 +330,7 @@ impl Queue {
             }
         }
         if inserted > 0 {
-            crate::observability::enqueued(&options.queue, name, inserted);
+            crate::observability::enqueued(&self.inner, &options.queue, name, inserted);
             self.inner.wake_workers(run_at);
         }
         Ok(ids)
