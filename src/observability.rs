@@ -188,9 +188,13 @@ impl MetricKeys {
         });
     }
 
-    fn run_time(&self, queue: &str, name: &str, run_time: Duration) {
+    /// A run ended: counts `counter`, if any, and records its run time (one look-up).
+    fn run_ended(&self, counter: Option<Counter>, queue: &str, name: &str, run_time: Duration) {
         self.with(queue, name, |keys| {
             metrics::with_recorder(|r| {
+                if let Some(counter) = counter {
+                    r.register_counter(&keys.counters[counter as usize], &METADATA).increment(1);
+                }
                 r.register_histogram(&keys.run_seconds, &METADATA).record(run_time.as_secs_f64());
             });
         });
@@ -258,10 +262,7 @@ fn run_ended(inner: &QueueInner, end: &RunEnd, op: &WriteOp) {
         }
         _ => return,
     };
-    if let Some(counter) = counter {
-        inner.metric_keys.count(counter, queue, name, 1);
-    }
-    inner.metric_keys.run_time(queue, name, end.run_time);
+    inner.metric_keys.run_ended(counter, queue, name, end.run_time);
     let run_time = end.run_time;
     let kind = || match op {
         WriteOp::Complete { .. } => Some(EventKind::Completed { run_time }),
