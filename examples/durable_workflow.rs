@@ -7,6 +7,7 @@
 //! cargo run --release --example durable_workflow -- --db orders.db --crash-after-step 2
 //! cargo run --release --example durable_workflow -- --db orders.db     # resumes ORD-001 at step 3
 //! cargo run --release --features sled --example durable_workflow -- --store sled
+//! cargo run --release --example durable_workflow -- --trace --events  # spans and events
 //! ```
 
 use std::path::PathBuf;
@@ -38,6 +39,13 @@ struct Args {
     /// Probability that a payment attempt fails.
     #[arg(long, default_value_t = 0.3)]
     failure_rate: f64,
+    /// Print the `tracing` spans as they close: a `job` span per attempt, a `step` span per
+    /// step (with `replayed=true` for the steps a retry skips), with their timing.
+    #[arg(long)]
+    trace: bool,
+    /// Print the job events (started, retrying, completed...) as listeners see them.
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +82,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
+    if args.trace {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_target(false)
+            .init();
+    }
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
     let temp = tempfile::tempdir()?;
     let path = args.db.clone().unwrap_or_else(|| temp.path().join("orders.db"));
@@ -85,6 +100,9 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
 
     let queue = Queue::new(open_store(&args.store, &path)?);
     register_steps(&queue, seed, args.failure_rate)?;
+    if args.events {
+        queue.on_event(|e| println!("  (event: job {} {} attempt {}: {:?})", e.job, e.name, e.attempt, e.kind));
+    }
     let crash_after = args.crash_after_step;
     queue.register("process-order", move |ctx: &JobContext, order: Order| process_order(ctx, &order, crash_after))?;
 

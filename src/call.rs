@@ -135,7 +135,7 @@ impl JobContext {
         name: &str,
         run: impl FnOnce() -> Result<Vec<u8>, StepError>,
     ) -> Result<T, Error> {
-        self.at_next_position(|index| self.replay_or_run(name, index, run))
+        self.at_next_position(name, |index| self.replay_or_run(name, index, run))
     }
 
     fn replay_or_run<T: DeserializeOwned>(

@@ -200,7 +200,7 @@ pub fn fan_out<T: DeserializeOwned>(
     children: Vec<Child>,
     strategy: FanInStrategy,
 ) -> Result<Vec<Result<T, ChildFailed>>, Error> {
-    let results = ctx.at_next_position(|index| match index {
+    let results = ctx.at_next_position(FAN_OUT, |index| match index {
         Some(index) => ctx.fan_out_at(index, children, strategy),
         None => Err(Error::WaitInStep { job: ctx.id() }),
     })?;

@@ -64,6 +64,29 @@ struct Steps {
     /// How many steps are running on this thread (nested steps are not checkpointed).
     depth: u32,
     replay: Replay,
+    /// What the running top-level step did so far.
+    mark: StepMark,
+}
+
+/// What a top-level step did: for its span's `replayed` and the `Woken` event.
+#[derive(Debug, Default, Clone, Copy)]
+struct StepMark {
+    /// Its checkpoint was recorded by an earlier run.
+    found: bool,
+    /// A later checkpoint was recorded too.
+    later: bool,
+    /// It wrote (or tried to write) a checkpoint.
+    wrote: bool,
+}
+
+impl StepMark {
+    /// Whether a step that returned went past a wait an earlier run suspended at: a wait that
+    /// wrote its resolution over its recorded checkpoint (a signal received or timed out, a
+    /// fan-out gathered), or a recorded sleep, over now, that is the last step recorded.
+    fn woke(self, name: &str, suspended: bool) -> bool {
+        let wait = name.starts_with('@');
+        wait && self.found && !suspended && (self.wrote || (name == crate::sleep::SLEEP && !self.later))
+    }
 }
 
 impl fmt::Debug for JobContext {
@@ -97,7 +120,12 @@ impl JobContext {
             timeout: job.timeout,
             deadline: job.timeout.and_then(|t| started.checked_add(t)),
             signal,
-            steps: RefCell::new(Steps { next: 0, depth: 0, replay: Replay::new(job.id, job.resumed) }),
+            steps: RefCell::new(Steps {
+                next: 0,
+                depth: 0,
+                replay: Replay::new(job.id, job.resumed),
+                mark: StepMark::default(),
+            }),
             suspension: RefCell::new(None),
         }
     }
@@ -167,10 +195,16 @@ impl JobContext {
         }
     }
 
-    /// Runs `f` at the next step position, once the attempt may go on: `f` gets the position,
-    /// or `None` inside a running step (nested steps are part of the enclosing step's
-    /// checkpoint, and steps `f` starts are nested in it).
-    pub(crate) fn at_next_position<T>(&self, f: impl FnOnce(Option<u32>) -> Result<T, Error>) -> Result<T, Error> {
+    /// Runs step `name` with `f` at the next step position, once the attempt may go on: `f`
+    /// gets the position, or `None` inside a running step (nested steps are part of the
+    /// enclosing step's checkpoint, and steps `f` starts are nested in it). The step runs in a
+    /// `step` span; a wait that an earlier run left unresolved and that is over now tells
+    /// `Woken`.
+    pub(crate) fn at_next_position<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Option<u32>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.check_running()?;
         let index = {
             let mut steps = self.steps.borrow_mut();
@@ -178,12 +212,30 @@ impl JobContext {
             (steps.depth == 1).then(|| {
                 let index = steps.next;
                 steps.next += 1;
+                steps.mark = StepMark::default();
                 index
             })
         };
+        let span = tracing::debug_span!("step", index, name = name, replayed = tracing::field::Empty);
+        let entered = span.enter();
         let out = f(index);
-        let mut steps = self.steps.borrow_mut();
-        steps.depth = steps.depth.saturating_sub(1);
+        drop(entered);
+        let mark = {
+            let mut steps = self.steps.borrow_mut();
+            steps.depth = steps.depth.saturating_sub(1);
+            if index.is_some() {
+                std::mem::take(&mut steps.mark)
+            } else {
+                StepMark::default()
+            }
+        };
+        let suspended = self.suspension.borrow().is_some();
+        span.record("replayed", mark.found && !mark.wrote && !suspended);
+        if let (Some(index), true) = (index, out.is_ok()) {
+            if mark.woke(name, suspended) {
+                crate::observability::woken(self, name, index);
+            }
+        }
         out
     }
 
@@ -205,6 +257,8 @@ impl JobContext {
             return Err(Error::Determinism { job: self.id(), index, recorded: found.name, called: name.to_owned() });
         }
         let later = steps.replay.has_later(store, index)?;
+        steps.mark.found = true;
+        steps.mark.later = later;
         Ok(Some((found, later)))
     }
 
@@ -232,6 +286,7 @@ impl JobContext {
     /// Commits a write that records a step (a checkpoint, or a receive), as
     /// [`checkpoint`](Self::checkpoint) does.
     pub(crate) fn write(&self, write: Write) -> Result<(), Error> {
+        self.steps.borrow_mut().mark.wrote = true;
         let go_on = || !self.is_cancelled();
         if crate::execute::commit_own(&self.queue, &self.worker, write, "record a step", &self.signal, go_on)? {
             Ok(())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use durable_jobs_store::{ClaimRequest, ClaimedJob, Write, WriteOp, WriteOutcome};
 
 use crate::failure::Failure;
+use crate::observability::{self, Ending, RunEnd};
 use crate::queue::QueueInner;
 use crate::registry::HandlerError;
 use crate::retry::{self, with_patience, Patience};
@@ -25,7 +26,8 @@ const RUN_ONE_LEASE: Duration = Duration::from_secs(300);
 pub(crate) enum Outcome {
     /// Commit these, in one transaction: a completion, a retry or a failure, or a suspension
     /// with its wait's checkpoint. `child`: the job is a child, whose end may wake its parent.
-    Writes { writes: Vec<Write>, child: bool },
+    /// `run_time`: how long the handler ran; `dead`: a failure on the last attempt.
+    Writes { writes: Vec<Write>, child: bool, run_time: Duration, ending: Ending },
     /// Hand the job back without charging it: the worker is stopping.
     Release,
     /// Nothing to write: the run no longer holds the job.
@@ -44,13 +46,19 @@ pub(crate) fn execute(
     if signal.is_job_cancelled() {
         // Cancelled while it waited for a thread: the store ends the run `Cancelled`.
         let write = Write::fail(job.claim(), "cancelled before its handler started").with_parent(job.parent);
-        return Outcome::Writes { writes: vec![write], child: job.parent.is_some() };
+        let (child, run_time) = (job.parent.is_some(), Duration::ZERO);
+        return Outcome::Writes { writes: vec![write], child, run_time, ending: Ending::Cancelled };
     }
+    let span = tracing::info_span!("job", id = job.id.0, name = %job.name, queue = %job.queue, attempt = job.attempt);
+    let _entered = span.enter();
     if job.confirm_start {
         if let Err(outcome) = confirm_start(queue, worker, job, signal) {
             return outcome;
         }
     }
+    let now = queue.now();
+    let waited = Duration::from_micros(u64::try_from(now.0.saturating_sub(job.run_at.0)).unwrap_or(0));
+    observability::started(queue, job, waited);
     let started = queue.clock.monotonic();
     let ctx = JobContext::new(queue.clone(), worker.clone(), job, signal.clone(), started);
     let handler = queue.registry.read().get(&job.name);
@@ -75,6 +83,7 @@ pub(crate) fn execute(
         },
     };
     let timed_out = job.timeout.filter(|_| ctx.time_left() == Some(Duration::ZERO));
+    let run_time = queue.clock.monotonic().saturating_sub(started);
     let suspension = ctx.suspension.borrow_mut().take();
     drop(ctx);
     if signal.is_lease_lost() {
@@ -86,9 +95,10 @@ pub(crate) fn execute(
         // A durable wait suspends the job whatever the handler returned after asking for it,
         // unless it panicked or ran out of time.
         Some(s) if timed_out.is_none() && !panicked => {
-            Outcome::Writes { writes: s.into_writes(job.claim()), child: job.parent.is_some() }
+            let ending = if signal.is_job_cancelled() { Ending::Cancelled } else { Ending::Plain };
+            Outcome::Writes { writes: s.into_writes(job.claim()), child: job.parent.is_some(), run_time, ending }
         }
-        _ => outcome(queue, job, signal, result, timed_out),
+        _ => outcome(queue, job, signal, result, timed_out, run_time),
     }
 }
 
@@ -132,6 +142,7 @@ fn outcome(
     signal: &JobSignal,
     result: Result<Vec<u8>, Failure>,
     timed_out: Option<Duration>,
+    run_time: Duration,
 ) -> Outcome {
     let result = match timed_out {
         // A result that comes after the deadline is a timeout, whatever it is.
@@ -141,31 +152,33 @@ fn outcome(
         None => result,
     };
     let claim = job.claim();
-    let write = match result {
+    let (write, ending) = match result {
         Ok(value) => match queue.check_size(&job.name, "result", value.len()) {
-            Ok(()) => Write::complete(claim, value),
-            Err(e) => Write::fail(claim, e.to_string()),
+            Ok(()) => (Write::complete(claim, value), Ending::Plain),
+            Err(e) => (Write::fail(claim, e.to_string()), Ending::Plain),
         },
         // Stopped because its job was cancelled: the store ends the run `Cancelled`.
         Err(failure) if signal.is_job_cancelled() => {
-            Write::fail(claim, format!("cancelled while running: {}", failure.message()))
+            (Write::fail(claim, format!("cancelled while running: {}", failure.message())), Ending::Cancelled)
         }
         // Stopped by the shutdown: released (not failed), its attempt given back.
         Err(_) if signal.is_cancelled() && timed_out.is_none() => return Outcome::Release,
         Err(failure) => failure_write(queue, job, failure),
     };
-    Outcome::Writes { writes: vec![write.with_parent(job.parent)], child: job.parent.is_some() }
+    Outcome::Writes { writes: vec![write.with_parent(job.parent)], child: job.parent.is_some(), run_time, ending }
 }
 
-/// A retry if attempts remain and the error allows it, else a terminal failure.
-pub(crate) fn failure_write(queue: &QueueInner, job: &ClaimedJob, failure: Failure) -> Write {
+/// A retry if attempts remain and the error allows it, else a terminal failure; and whether
+/// that failure is a dead letter (a retryable error on the last attempt).
+pub(crate) fn failure_write(queue: &QueueInner, job: &ClaimedJob, failure: Failure) -> (Write, Ending) {
     tracing::debug!(job = %job.id, name = %job.name, attempt = job.attempt, error = failure.message(), "attempt failed");
     match failure {
         Failure::Retry { message, after } if job.attempt < job.max_attempts => {
             let delay = after.unwrap_or_else(|| retry::backoff(job.retry_policy, job.attempt));
-            Write::retry(job.claim(), message, queue.now().saturating_add(delay))
+            (Write::retry(job.claim(), message, queue.now().saturating_add(delay)), Ending::Plain)
         }
-        Failure::Retry { message, .. } | Failure::Permanent(message) => Write::fail(job.claim(), message),
+        Failure::Retry { message, .. } => (Write::fail(job.claim(), message), Ending::Dead),
+        Failure::Permanent(message) => (Write::fail(job.claim(), message), Ending::Plain),
     }
 }
 
@@ -220,12 +233,14 @@ impl Queue {
             .names(names.iter().cloned())
             .exclude(inner.quarantined());
         let Some(job) = inner.store.claim(&req)?.jobs.into_iter().next() else { return Ok(None) };
+        let id = job.id;
         let outcome = execute(inner, &worker, &job, &Arc::new(JobSignal::default()));
-        inner.handler_returned(job.id);
+        inner.handler_returned(id);
         match outcome {
-            Outcome::Writes { writes, child } => {
+            Outcome::Writes { writes, child, run_time, ending } => {
                 let commit = || inner.store.commit(&worker, inner.now(), &writes);
-                with_patience(&*inner.clock, "commit", &PATIENCE, || true, commit)?;
+                let outcomes = with_patience(&*inner.clock, "commit", &PATIENCE, || true, commit)?;
+                observability::committed(inner, &writes, &outcomes, &[RunEnd::new(job, run_time, ending)]);
                 inner.committed(&writes, child);
             }
             Outcome::Release => {
@@ -233,6 +248,6 @@ impl Queue {
             }
             Outcome::Discard => {}
         }
-        Ok(Some(job.id))
+        Ok(Some(id))
     }
 }

@@ -11,6 +11,8 @@ use serde::Serialize;
 use crate::clock::{Clock, SystemClock};
 use crate::doorbell::Doorbell;
 use crate::error::BoxError;
+use crate::events::Listeners;
+use crate::observability::MetricKeys;
 use crate::registry::{self, Registry};
 use crate::wait::Waitable;
 use crate::worker::WorkerShared;
@@ -41,6 +43,10 @@ pub(crate) struct QueueInner {
     /// Jobs released by a shutdown while their handler still ran on an abandoned thread:
     /// not claimed again in this process until that handler returns.
     quarantined: Mutex<HashSet<JobId>>,
+    /// Who is told about events.
+    pub(crate) events: Listeners,
+    /// The keys of the metrics of this queue's jobs.
+    pub(crate) metric_keys: MetricKeys,
 }
 
 /// Settings of a [`Queue`] beyond its store.
@@ -80,6 +86,8 @@ impl QueueBuilder {
                 workers: Mutex::new(Vec::new()),
                 commits,
                 quarantined: Mutex::new(HashSet::new()),
+                events: Listeners::default(),
+                metric_keys: MetricKeys::default(),
             }),
         }
     }
@@ -125,6 +133,8 @@ impl QueueInner {
         for worker in self.workers() {
             worker.refresh_limits();
         }
+        // Jobs a removed or raised limit held back may go now.
+        self.wake_workers(self.now());
     }
 
     /// Wakes this process's schedulers: a schedule was put.
@@ -343,11 +353,11 @@ impl Queue {
         let jobs: Vec<NewJob> = args.into_iter().map(|args| options.new_job(name, args, now, run_at)).collect();
         let out = self.inner.store.enqueue(&jobs)?;
         let mut ids = Vec::with_capacity(out.len());
-        let mut inserted = false;
+        let mut inserted = 0_u64;
         for e in out {
             match e {
                 Enqueued::New(id) => {
-                    inserted = true;
+                    inserted += 1;
                     ids.push(id);
                 }
                 Enqueued::Duplicate(existing) if options.unique_window.is_some() => ids.push(existing),
@@ -358,7 +368,8 @@ impl Queue {
                 other => return Err(unexpected(&format!("{other:?}"))),
             }
         }
-        if inserted {
+        if inserted > 0 {
+            crate::observability::enqueued(&self.inner, &options.queue, name, inserted);
             self.inner.wake_workers(run_at);
         }
         Ok(ids)

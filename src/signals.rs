@@ -105,7 +105,7 @@ impl JobContext {
     fn receive<T: DeserializeOwned>(&self, name: &str, timeout: Option<Duration>) -> Result<Option<T>, Error> {
         names::validate("signal", name)?;
         let step = format!("@signal:{name}");
-        self.at_next_position(|index| match index {
+        self.at_next_position(&step, |index| match index {
             Some(index) => self.receive_at(index, &step, name, timeout),
             None => Err(Error::WaitInStep { job: self.id() }),
         })

@@ -10,7 +10,7 @@ use crate::{Error, JobContext};
 
 /// The checkpoint name of a sleep. Step names start with a letter, so no step can take it;
 /// a step where a sleep was recorded (or the reverse) is a determinism error naming both.
-const SLEEP: &str = "@sleep";
+pub(crate) const SLEEP: &str = "@sleep";
 
 impl JobContext {
     /// Sleeps durably for `duration`: the job is suspended (status `Waiting`), its worker
@@ -73,7 +73,7 @@ impl JobContext {
     }
 
     fn sleep_to(&self, wanted: Timestamp) -> Result<(), Error> {
-        self.at_next_position(|index| match index {
+        self.at_next_position(SLEEP, |index| match index {
             Some(index) => self.sleep_at(index, wanted),
             None => Err(Error::WaitInStep { job: self.id() }),
         })

@@ -16,6 +16,7 @@
 //! checkpoint committed. `DJ_SEED=<n>` replays a run (the seed is printed on failure);
 //! `DJ_LONG=1` runs the long tier (10,000 jobs, 100 kills).
 
+#[path = "processes/ops.rs"]
 mod ops;
 mod workers;
 

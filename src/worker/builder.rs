@@ -49,6 +49,7 @@ pub struct WorkerBuilder {
     timeout_grace: Duration,
     detect_dead_workers: bool,
     retention: Retention,
+    queue_depth_every: Option<Duration>,
 }
 
 impl WorkerBuilder {
@@ -64,6 +65,7 @@ impl WorkerBuilder {
             timeout_grace: Duration::from_secs(1),
             detect_dead_workers: true,
             retention: Retention::default(),
+            queue_depth_every: Some(Duration::from_secs(10)),
         }
     }
 
@@ -142,6 +144,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// How often this worker sets the `durable_jobs_queue_depth` gauges (see
+    /// [`observability`](crate::observability#metrics)) from [`Store::counts`](crate::Store::counts):
+    /// default every 10 s, `None` never. Each time reads every job row of the store, finished
+    /// ones too: on a large table choose a long interval, or let one worker of a fleet report.
+    pub fn queue_depth_interval(mut self, interval: Option<Duration>) -> Self {
+        self.queue_depth_every = interval;
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         let invalid = |option, reason: &str| Err(Error::InvalidOption { option, reason: reason.to_owned() });
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -170,6 +181,9 @@ impl WorkerBuilder {
         }
         if let Err(reason) = self.retention.validate() {
             return invalid("retention", reason);
+        }
+        if self.queue_depth_every.is_some_and(|d| d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600)) {
+            return invalid("queue_depth_interval", "must be between 10 ms and 24 h");
         }
         Ok(())
     }
@@ -200,6 +214,7 @@ impl WorkerBuilder {
             poll_interval: self.poll_interval,
             timeout_grace: self.timeout_grace,
             retention: self.retention,
+            queue_depth_every: self.queue_depth_every,
             pace,
             stopping: AtomicBool::new(false),
             internal_stop: Waitable::new(&*clock, false),

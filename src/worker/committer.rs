@@ -11,6 +11,7 @@ use durable_jobs_store::{Claim, Write, WriteOp, WriteOutcome};
 
 use super::WorkerShared;
 use crate::failpoint::failpoint;
+use crate::observability::{self, RunEnd};
 use crate::retry::{with_patience, Patience};
 
 /// The most writes in one transaction.
@@ -23,9 +24,9 @@ const PATIENCE: Patience = Patience { budget: Duration::from_secs(10), max_pause
 pub(crate) enum Commit {
     /// A run's handler started (nobody waits for it).
     Start(Claim),
-    /// A run's outcome (nobody waits for it): writes committed in one transaction. `child`: the
-    /// job is a child, whose end may wake its parent.
-    Writes { writes: Vec<Write>, child: bool },
+    /// A run's outcome (nobody waits for it): writes committed in one transaction, one of
+    /// which ends the run `end`. `child`: the job is a child, whose end may wake its parent.
+    Writes { writes: Vec<Write>, child: bool, end: RunEnd },
     /// Commit what is queued, then stop.
     Stop,
 }
@@ -38,6 +39,7 @@ const START_DELAY: Duration = Duration::from_millis(5);
 
 pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut ends = Vec::new();
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { break };
@@ -47,10 +49,11 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
             while let Some(msg) = next.take() {
                 match msg {
                     Commit::Start(claim) => writes.push(Write::start(claim)),
-                    Commit::Writes { writes: ws, child } => {
+                    Commit::Writes { writes: ws, child, end } => {
                         only_starts = false;
                         children |= child;
                         writes.extend(ws);
+                        ends.push(end);
                     }
                     Commit::Stop => stop = true,
                 }
@@ -72,8 +75,9 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, rx: &Receiver<Commit>) {
         }
         if !writes.is_empty() {
             drop_needless_starts(&mut writes);
-            commit_batch(shared, &writes, children);
+            commit_batch(shared, &writes, children, &ends);
             writes.clear();
+            ends.clear();
         }
     }
 }
@@ -87,8 +91,9 @@ fn drop_needless_starts(writes: &mut Vec<Write>) {
     }
 }
 
-/// Commits `writes`, retrying retryable errors for a while, then lets go of the runs they end.
-fn commit_batch(shared: &WorkerShared, writes: &[Write], children: bool) {
+/// Commits `writes`, retrying retryable errors for a while, then lets go of the runs they end
+/// (`ends`, in the order of their ending writes) and tells what they did.
+fn commit_batch(shared: &WorkerShared, writes: &[Write], children: bool, ends: &[RunEnd]) {
     if writes.iter().any(|w| matches!(w.op, WriteOp::Complete { .. })) {
         failpoint!("before-completion-commit");
     }
@@ -107,6 +112,8 @@ fn commit_batch(shared: &WorkerShared, writes: &[Write], children: bool) {
             if lost_outcomes > 0 {
                 tracing::warn!(lost = lost_outcomes, "outcomes of jobs whose lease was lost were refused");
             }
+            // Told before waits for these jobs wake: a `wait` that returns saw their events.
+            observability::committed(queue, writes, &outcomes, ends);
             queue.committed(writes, children);
         }
         // The runs whose outcome is lost here are let go: their leases expire and the reaper

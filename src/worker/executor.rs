@@ -8,6 +8,7 @@ use crossbeam_channel::Receiver;
 use super::held::ThreadSlot;
 use super::{Commit, Dispatched, WorkerShared};
 use crate::execute::{execute, Outcome};
+use crate::observability::RunEnd;
 
 pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot: &Arc<ThreadSlot>) {
     while let Ok((job, signal)) = jobs.recv() {
@@ -15,7 +16,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot:
             // Not started: stays held and is released by the shutdown.
             continue;
         }
-        let claim = job.claim();
+        let (id, claim) = (job.id, job.claim());
         if !job.confirm_start {
             // Recorded in the background: a crash before it commits leaves the attempt
             // uncharged, and the job's next run confirms its start first.
@@ -27,11 +28,12 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot:
         let outcome = execute(&shared.queue, &shared.worker_id, &job, &signal);
         shared.pace.record_handler(started.elapsed());
         match outcome {
-            Outcome::Writes { writes, child } => {
+            Outcome::Writes { writes, child, run_time, ending } => {
                 // Held (and renewed) until the committer has written it.
                 shared.held.finishing(claim);
-                if shared.committer.send(Commit::Writes { writes, child }).is_err() {
-                    tracing::warn!(job = %job.id, "worker stopped before the outcome was written; the lease will expire");
+                let end = RunEnd::new(job, run_time, ending);
+                if shared.committer.send(Commit::Writes { writes, child, end }).is_err() {
+                    tracing::warn!(job = %id, "worker stopped before the outcome was written; the lease will expire");
                     shared.let_go([claim]);
                 }
             }
@@ -39,7 +41,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Receiver<Dispatched>, slot:
             Outcome::Discard => shared.let_go([claim]),
         }
         // After the held set says so: a shutdown quarantining this job sees one or the other.
-        shared.queue.handler_returned(job.id);
+        shared.queue.handler_returned(id);
         if slot.is_retired() {
             // The watchdog gave up on this thread's handler and started a replacement.
             return;

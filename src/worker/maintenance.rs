@@ -1,17 +1,18 @@
 //! The maintenance thread: recovers the jobs of dead or stalled workers (the reaper), gives up
-//! on handlers that overran their timeout (the watchdog), and warns about ready jobs no handler
-//! here can run.
+//! on handlers that overran their timeout (the watchdog), reports the queue depth, and warns
+//! about ready jobs no handler here can run.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_jobs_store::{JobStatus, ReclaimRequest, Timestamp};
+use durable_jobs_store::{JobStatus, ReclaimRequest, StatusCount, Timestamp};
 
 use super::{heartbeat, retention, Commit, WorkerShared};
 use crate::execute::failure_write;
 use crate::failpoint::failpoint;
 use crate::failure::Failure;
+use crate::observability::{self, QueueDepth, RunEnd};
 use crate::Error;
 
 /// Jobs recovered per store call: each call is one short transaction.
@@ -28,13 +29,16 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let (mut next_reap, mut next_name_check) = (now, now.saturating_add(reap_every));
     let mut next_retention = now.saturating_add(shared.retention.interval().min(Duration::from_secs(1)));
     let mut last_name_check = now;
+    let mut next_depth = shared.queue_depth_every.map(|every| now.saturating_add(every));
+    let mut depth = QueueDepth::default();
     let mut clock = ClockWatch::new(shared);
     let mut warned = HashSet::new();
     loop {
-        let wake = [Some(next_reap), Some(next_name_check), Some(next_retention), shared.held.next_give_up()]
-            .into_iter()
-            .flatten()
-            .min();
+        let wake =
+            [Some(next_reap), Some(next_name_check), Some(next_retention), next_depth, shared.held.next_give_up()]
+                .into_iter()
+                .flatten()
+                .min();
         if shared.wait_stop(wake.unwrap_or(next_reap)) {
             return;
         }
@@ -51,14 +55,39 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
             let every = shared.retention.interval();
             next_retention = now.saturating_add(if more { every.min(Duration::from_secs(1)) } else { every });
         }
+        // Both read every job's status: one read serves both when both are due.
+        let mut counts = None;
+        if let (Some(at), Some(every)) = (next_depth, shared.queue_depth_every) {
+            if now >= at {
+                counts = read_counts(shared);
+                if let Some(counts) = &counts {
+                    depth.report(counts);
+                }
+                next_depth = Some(now.saturating_add(every));
+            }
+        }
         if now >= next_name_check {
             if shared.held.len() == 0 || now.saturating_sub(last_name_check) >= NAME_CHECK_WHEN_BUSY {
-                warn_unhandled_names(shared, &mut warned);
+                if let Some(counts) = counts.or_else(|| read_counts(shared)) {
+                    warn_unhandled_names(shared, &counts, &mut warned);
+                }
                 last_name_check = now;
                 next_name_check = now.saturating_add(NAME_CHECK_EVERY);
             } else {
                 next_name_check = now.saturating_add(reap_every);
             }
+        }
+    }
+}
+
+/// The number of jobs per queue, name and status (a read of every job), or `None` if the
+/// store fails.
+fn read_counts(shared: &WorkerShared) -> Option<Vec<StatusCount>> {
+    match shared.queue.store.counts(shared.queue.now()) {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not count jobs");
+            None
         }
     }
 }
@@ -105,6 +134,7 @@ fn reap(shared: &WorkerShared, clock: &mut ClockWatch) {
             Ok(r) if !r.is_empty() => {
                 failpoint!("during-reclaim");
                 tracing::info!(requeued = ?r.requeued, failed = ?r.failed, released = ?r.released, "recovered jobs of dead or stalled workers");
+                observability::reclaimed(&shared.queue, &r);
                 shared.doorbell.ring();
                 shared.queue.notify_committed();
                 if r.len() < REAP_BATCH {
@@ -134,15 +164,18 @@ fn give_up_overruns(shared: &Arc<WorkerShared>, now: Duration) {
         overrun.thread.retire();
         let timeout = job.timeout.unwrap_or_default();
         let failure = Failure::Retry { message: Error::TimedOut { job: job.id, timeout }.to_string(), after: None };
-        let writes = vec![failure_write(&shared.queue, job, failure).with_parent(job.parent)];
-        let _ = shared.committer.send(Commit::Writes { writes, child: job.parent.is_some() });
+        let (write, ending) = failure_write(&shared.queue, job, failure);
+        let writes = vec![write.with_parent(job.parent)];
+        let child = job.parent.is_some();
+        // The handler has run for at least its timeout and grace.
+        let end = RunEnd::new(job.clone(), timeout.saturating_add(shared.timeout_grace), ending);
+        let _ = shared.committer.send(Commit::Writes { writes, child, end });
         shared.replace_stuck_thread();
     }
 }
 
 /// Warns once per name about ready jobs of this worker's queues that no handler here runs.
-fn warn_unhandled_names(shared: &WorkerShared, warned: &mut HashSet<(String, String)>) {
-    let Ok(counts) = shared.queue.store.counts(shared.queue.now()) else { return };
+fn warn_unhandled_names(shared: &WorkerShared, counts: &[StatusCount], warned: &mut HashSet<(String, String)>) {
     let names = shared.queue.registry.read().names();
     for c in counts {
         let unhandled = c.status == JobStatus::Pending && shared.queues.contains(&c.queue) && !names.contains(&c.name);

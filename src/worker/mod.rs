@@ -63,6 +63,8 @@ pub(crate) struct WorkerShared {
     /// How long after its timeout a handler that has not returned is abandoned.
     timeout_grace: Duration,
     retention: Retention,
+    /// How often the maintenance thread reports the queue depth, if it does.
+    queue_depth_every: Option<Duration>,
     /// How many jobs to hold: running plus prefetched.
     pace: pace::Pace,
     /// Set at shutdown or failure: claim nothing more, start nothing more.
@@ -109,7 +111,6 @@ impl WorkerShared {
             Ok(limits) => self.capped.store(limits.iter().any(|l| l.max_running.is_some()), Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "reading the limits failed"),
         }
-        self.doorbell.ring();
     }
 
     /// Renews the held leases now, which also tells runs whose job was cancelled to stop.

@@ -44,6 +44,10 @@ pub fn cancelling_a_running_job_stops_it(db: &dyn Backend) {
     let queue = db.queue();
     let ledger = Ledger::default();
     register_stubborn(&queue, &ledger);
+    let events = Ledger::default();
+    let e = events.clone();
+    queue
+        .on_event(move |event| e.record(format!("{:?}", event.kind).split([' ', '{']).next().unwrap_or("").to_owned()));
     // Leases far longer than the test: only the in-process path can tell the handler.
     let worker = queue.worker().concurrency(1).lease(Duration::from_secs(3600)).start().unwrap();
     let id = queue.enqueue("stubborn", &(), JobOptions::new().retries(3)).unwrap();
@@ -53,6 +57,7 @@ pub fn cancelling_a_running_job_stops_it(db: &dyn Backend) {
     worker.shutdown();
     assert_eq!((info.status, info.attempt), (JobStatus::Cancelled, 1), "{info:?}");
     assert_eq!((ledger.count("started"), ledger.count("stopped"), ledger.count("step ran")), (1, 1, 0));
+    assert_eq!(events.entries(), ["Started", "Cancelled"], "told as cancelled, not failed");
 }
 
 /// Cancelled through another handle on the store (as another process would), the handler is

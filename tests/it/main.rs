@@ -4,6 +4,7 @@
 // lint exemptions do not reach them.
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod capture;
 mod support;
 
 mod bad_input;
@@ -15,6 +16,7 @@ mod hardening;
 mod inspection;
 mod leases;
 mod limits;
+mod observability;
 mod retries;
 mod schedules;
 mod scheduling;

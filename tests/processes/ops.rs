@@ -28,7 +28,7 @@ fn wait_up(run: &Run, n: usize) -> Result<(), String> {
 
 /// G15: three worker processes on one file, an every-200-ms schedule for 5 s: every due time
 /// from the first to the last fired exactly once, and each fired job ran once.
-pub fn a_schedule_fires_once_across_processes(backend: &'static str) -> Result<String, String> {
+pub(crate) fn a_schedule_fires_once_across_processes(backend: &'static str) -> Result<String, String> {
     let run = Run::new(backend)?;
     let queue = run.queue()?;
     let env = [("DJ_RUN_MS", "7000"), ("DJ_POLL_MS", "50")];
@@ -47,7 +47,7 @@ pub fn a_schedule_fires_once_across_processes(backend: &'static str) -> Result<S
         (Some(f), Some(l)) if due.len() >= 20 => (*f, *l),
         _ => return Err(format!("{} fires in 5 s of an every-200-ms schedule", due.len())),
     };
-    let expected: Vec<u128> = (0..).map(|k| first + k * 200_000).take_while(|t| *t <= last).collect();
+    let expected: Vec<u128> = (first..=last).step_by(200_000).collect();
     if due != expected || first % 200_000 != 0 {
         return Err(format!("fired at {due:?}, expected every 200 ms from {first} to {last}"));
     }
@@ -70,7 +70,7 @@ pub fn a_schedule_fires_once_across_processes(backend: &'static str) -> Result<S
 /// G16: two worker processes, a queue limited to 4 claims per second and 2 running: no
 /// one-second window has more than 4 claims, never more than 2 handlers run at once, each job
 /// runs once and is charged once.
-pub fn limits_hold_across_processes(backend: &'static str) -> Result<String, String> {
+pub(crate) fn limits_hold_across_processes(backend: &'static str) -> Result<String, String> {
     let mut run = Run::new(backend)?;
     let queue = run.queue()?;
     queue.set_limit(Limit::queue("lim").per_second(4).max_running(2)).map_err(|e| e.to_string())?;

@@ -109,7 +109,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// fail, suspend) makes later writes about that run in the same batch refused. A run whose
     /// job was asked to cancel ([`cancel`](Self::cancel)) and that ends other than by completing
     /// (retry, fail, suspend) ends `Cancelled` (a retry's or failure's error kept as
-    /// `last_error`; a suspension's checkpoint is written, its children are not inserted). Terminal
+    /// `last_error`; a suspension inserts no children; checkpoints written earlier in the batch
+    /// stay). Terminal
     /// writes set `finished_at = now`; every write that ends a run clears the lease and sets
     /// `updated_at = now`. A start sets `run_started` and nothing else; a checkpoint leaves the
     /// job's record unchanged and replaces any checkpoint at the same `(job, index)`; a receive
