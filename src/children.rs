@@ -163,8 +163,10 @@ pub fn spawn<T: DeserializeOwned>(ctx: &JobContext, child: Child) -> Result<T, E
 ///   that suspends the parent, so a crash can neither lose them nor start them twice.
 /// - The parent holds no thread while it waits, and wakes once, when the strategy is
 ///   decided: by the worker that ends the deciding child at once, by others within their poll
-///   interval. Children still waiting to run then are cancelled ([`FanInStrategy::FailFast`]
-///   and [`FanInStrategy::Threshold`]).
+///   interval. Children not finished then are cancelled ([`FanInStrategy::FailFast`] and
+///   [`FanInStrategy::Threshold`]): those waiting to run at once, running ones asked to stop
+///   (as [`Queue::cancel`](crate::Queue::cancel) does); the latter are reported with status
+///   `running`, their results not used.
 /// - The fan-out takes the next step position (shared with [`call`](crate::call) and the
 ///   waits); its results are recorded there, so a replay returns them without reading the
 ///   children again. A replay must pass as many children as the first run did.
@@ -299,6 +301,10 @@ impl JobContext {
             HashMap::new()
         } else {
             let outcomes = self.queue.store.cancel_many(&unfinished, self.queue.now())?;
+            if outcomes.contains(&CancelOutcome::Requested) {
+                // Running children are no longer needed: told now, not at their heartbeat.
+                self.queue.check_cancelled_runs();
+            }
             unfinished.iter().copied().zip(outcomes).collect()
         };
         let mut results = Vec::with_capacity(children.len());
