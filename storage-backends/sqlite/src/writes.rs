@@ -353,8 +353,10 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
         "UPDATE dj_jobs SET status = 'pending', run_at = ?2, last_error = ?3, attempt = MAX(attempt - 1, 0),
                             confirm_start = 1{ends}"
     ))?;
-    let mut cancel = conn
-        .prepare_cached(&format!("UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, last_error = ?3{ends}"))?;
+    // `?4`: the attempt is given back (its start was not recorded), as any lost run's.
+    let mut cancel = conn.prepare_cached(&format!(
+        "UPDATE dj_jobs SET status = 'cancelled', finished_at = ?2, last_error = ?3, attempt = MAX(attempt - ?4, 0){ends}"
+    ))?;
     let mut out = Reclaimed::default();
     for (id, attempt, max_attempts, started, dead, cancelled) in lost {
         let (attempt, max_attempts) = (rows::count(attempt), rows::count(max_attempts));
@@ -367,7 +369,11 @@ pub(crate) fn reclaim(conn: &Connection, req: &ReclaimRequest) -> rusqlite::Resu
             Recovery::Requeued => (&mut requeue, &mut out.requeued),
             Recovery::Cancelled => (&mut cancel, &mut out.cancelled),
         };
-        stmt.execute(params![id, req.now.0, message])?;
+        if recovery == Recovery::Cancelled {
+            stmt.execute(params![id, req.now.0, message, !started])?;
+        } else {
+            stmt.execute(params![id, req.now.0, message])?;
+        }
         outcome.push(JobId(id));
     }
     for failed in out.failed.iter().chain(&out.cancelled) {
