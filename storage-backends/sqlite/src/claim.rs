@@ -5,17 +5,21 @@
 //! and jobs of names the worker cannot run are under other keys. Claiming across several
 //! queues or names merges the heads of their index ranges.
 
-use durable_jobs_store::{ClaimRequest, Claimed, ClaimedJob, JobId, Timestamp};
+use durable_jobs_store::{window_end, window_of, ClaimRequest, Claimed, ClaimedJob, JobId, Timestamp};
 use rusqlite::{params, Connection};
 
 use crate::rows::{self, Bytes};
+use crate::throttle::{self, Config};
 
-/// What [`claim`] sets on every job it takes: `?1` worker, `?2` lease, `?3` now.
+/// What [`claim`] sets on every job it takes: `?1` worker, `?2` lease, `?3` now, `$capped`
+/// whether a running cap counts them.
 macro_rules! take {
-    ($($which:tt)*) => {
+    ($capped:literal, $($which:tt)*) => {
         concat!(
             "UPDATE dj_jobs SET status = 'running', attempt = attempt + 1, token = token + 1, run_started = 0,
-                    locked_by = ?1, lease_until = ?2, started_at = ?3, updated_at = ?3
+                    locked_by = ?1, lease_until = ?2, started_at = ?3, updated_at = ?3, capped = ",
+            $capped,
+            "
              WHERE id IN (",
             $($which)*,
             ")
@@ -37,16 +41,16 @@ macro_rules! best {
 #[cfg(test)]
 const BEST: &str = best!();
 
-/// One queue and one name, nothing excluded: scan and update in one statement.
-const TAKE_BEST: &str = take!(best!());
+/// One queue and one name, nothing excluded, no limit: scan and update in one statement.
+const TAKE_BEST: &str = take!("0", best!());
 
 /// The candidates of one queue and name, with their sort key.
 const CANDIDATES: &str =
     "SELECT priority, run_at, id FROM dj_jobs WHERE status = 'pending' AND queue = ?1 AND name = ?2
      ORDER BY priority DESC, run_at, id LIMIT ?3";
 
-/// Chosen jobs, by id (`?4`: a JSON array).
-const TAKE_CHOSEN: &str = take!("SELECT value FROM json_each(?4)");
+/// Chosen jobs, by id (`?4`: a JSON array), `capped` if `?5`.
+const TAKE_CHOSEN: &str = take!("?5", "SELECT value FROM json_each(?4)");
 
 const PROMOTE_SCHEDULED: &str = "UPDATE dj_jobs SET status = 'pending', updated_at = ?2
      WHERE status = 'scheduled' AND queue = ?1 AND run_at <= ?2";
@@ -67,53 +71,39 @@ const NEXT_SCHEDULED: &str = "SELECT MIN(run_at) FROM dj_jobs WHERE status = 'sc
 const NEXT_WAKE: &str =
     "SELECT MIN(wake_at) FROM dj_jobs WHERE status = 'waiting' AND queue = ?1 AND wake_at IS NOT NULL";
 
-/// The queues a claim may read: a tiny table, usually empty, read with the claim (in its
-/// transaction, or in the read that spares an idle worker the write lock).
-const PAUSED_QUEUES: &str = "SELECT queue FROM dj_paused_queues";
-
-/// The queues and names of a request, each once, without the paused queues.
-fn pairs<'r>(conn: &Connection, req: &'r ClaimRequest) -> rusqlite::Result<(Vec<&'r str>, Vec<&'r str>)> {
+/// The queues and names of a request, each once, without the paused queues of `config`.
+fn pairs<'r>(config: &Config, req: &'r ClaimRequest) -> (Vec<&'r str>, Vec<&'r str>) {
     let mut queues: Vec<&str> = req.queues.iter().map(String::as_str).collect();
     let mut names: Vec<&str> = req.names.iter().map(String::as_str).collect();
     queues.sort_unstable();
     queues.dedup();
+    queues.retain(|q| !config.paused.iter().any(|p| p == q));
     names.sort_unstable();
     names.dedup();
-    let mut paused = conn.prepare_cached(PAUSED_QUEUES)?;
-    let mut rows = paused.query([])?;
-    while let Some(row) = rows.next()? {
-        let queue: String = row.get(0)?;
-        queues.retain(|q| *q != queue);
-    }
-    Ok((queues, names))
+    (queues, names)
 }
 
-/// Whether a claim would change anything: a ready job it could take, or a due job to promote.
-/// A read, so that an idle worker's claims do not take the write lock.
-pub(crate) fn has_work(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<bool> {
+/// The answer to a claim that would change nothing (no ready job it could take, no due job to
+/// promote), or `None`. A read, so that an idle worker's claims do not take the write lock.
+pub(crate) fn idle(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<Claimed>> {
     if req.limit == 0 {
-        return Ok(false);
+        return Ok(Some(Claimed::default()));
     }
-    let (queues, names) = pairs(conn, req)?;
+    let config = throttle::config(conn)?;
+    let (queues, names) = pairs(&config, req);
     let mut ready = conn.prepare_cached(ANY_READY)?;
     let mut due = conn.prepare_cached(ANY_DUE)?;
-    for queue in queues {
+    for &queue in &queues {
         if due.query_row(params![queue, req.now.0], |r| r.get::<_, bool>(0))? {
-            return Ok(true);
+            return Ok(None);
         }
         for &name in &names {
             if ready.exists(params![queue, name])? {
-                return Ok(true);
+                return Ok(None);
             }
         }
     }
-    Ok(false)
-}
-
-/// The earliest time a job of the requested queues (paused ones left out) becomes due.
-pub(crate) fn next_due(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<Timestamp>> {
-    let (queues, _) = pairs(conn, req)?;
-    next_due_in(conn, &queues)
+    Ok(Some(Claimed::new(Vec::new(), next_due_in(conn, &queues)?)))
 }
 
 /// The earliest time a job of `queues` becomes due.
@@ -136,7 +126,8 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<C
     if req.limit == 0 {
         return Ok(Claimed::default());
     }
-    let (queues, names) = pairs(conn, req)?;
+    let config = throttle::config(conn)?;
+    let (queues, names) = pairs(&config, req);
     if queues.is_empty() {
         return Ok(Claimed::default());
     }
@@ -148,23 +139,40 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<C
     }
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
     let lease = (req.worker.as_str(), req.lease_until.0, req.now.0);
-    let mut taken = if let ([queue], [name], true) = (queues.as_slice(), names.as_slice(), req.exclude.is_empty()) {
+    let limits = throttle::covering(&config, &queues, &names);
+    let mut rate_held = false;
+    let mut taken = if let ([queue], [name], true, true) =
+        (queues.as_slice(), names.as_slice(), req.exclude.is_empty(), limits.is_empty())
+    {
         let mut stmt = conn.prepare_cached(TAKE_BEST)?;
         // Stepped to the end, not `query_row`: a RETURNING statement reset before it is done
         // stops WAL auto-checkpoints (PERFORMANCE.md, fact 2).
         let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, queue, name, limit])?)?;
         taken
     } else {
-        let chosen = choose(conn, req, &queues, &names)?;
+        // Jobs a running cap covers are `capped`: counted by its index while they run.
+        let capped = limits.iter().any(|l| l.max_running.is_some());
+        let chosen = if limits.is_empty() {
+            choose(conn, req, &queues, &names)?
+        } else {
+            let chosen = throttle::choose(conn, req, limits, &queues, &names)?;
+            rate_held = chosen.rate_held;
+            chosen.ids
+        };
         let ids = serde_json::to_string(&chosen).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
         let mut stmt = conn.prepare_cached(TAKE_CHOSEN)?;
-        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, ids])?)?;
+        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, ids, capped])?)?;
         taken
     };
     // RETURNING has no order: restore the claim order.
     taken.sort_by_key(|(run_at, job)| (std::cmp::Reverse(job.priority), *run_at, job.id));
     let jobs: Vec<ClaimedJob> = taken.into_iter().map(|(_, job)| job).collect();
-    let next_due = if jobs.len() < req.limit { next_due_in(conn, &queues)? } else { None };
+    let next_due = if jobs.len() < req.limit {
+        let window_end = rate_held.then(|| window_end(window_of(req.now)));
+        next_due_in(conn, &queues)?.into_iter().chain(window_end).min()
+    } else {
+        None
+    };
     Ok(Claimed::new(jobs, next_due))
 }
 
@@ -209,7 +217,8 @@ fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<(i64, ClaimedJo
         job.resumed = r.get(11)?;
         job.confirm_start = r.get(12)?;
         job.parent = rows::child_of(r.get(14)?, r.get(15)?);
-        out.push((r.get(13)?, job));
+        job.run_at = Timestamp(r.get(13)?);
+        out.push((job.run_at.0, job));
     }
     Ok(out)
 }
@@ -265,7 +274,7 @@ mod tests {
             .expect("insert");
             assert_eq!(claim(&conn, &req).expect("claim").jobs.len(), 1);
         }
-        for sql in [PAUSED_QUEUES, TAKE_BEST, PROMOTE_SCHEDULED, WAKE_WAITING, NEXT_SCHEDULED, NEXT_WAKE] {
+        for sql in [throttle::CONFIG, TAKE_BEST, PROMOTE_SCHEDULED, WAKE_WAITING, NEXT_SCHEDULED, NEXT_WAKE] {
             let recompiled = conn.prepare_cached(sql).expect("cached").get_status(rusqlite::StatementStatus::RePrepare);
             assert_eq!(recompiled, 0, "recompiled {recompiled} times:\n{sql}");
         }

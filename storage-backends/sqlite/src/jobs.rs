@@ -18,8 +18,9 @@ const WINDOW_KEY_HOLDER: &str =
 /// Inserts one job: `?1`… in the order of [`insert`].
 pub(crate) const INSERT: &str =
     "INSERT INTO dj_jobs (queue, name, args, status, priority, run_at, attempt, max_attempts, unique_key,
-                          timeout_us, backoff_base_us, backoff_max_us, created_at, updated_at, parent_id, parent_idx)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)";
+                          timeout_us, backoff_base_us, backoff_max_us, created_at, updated_at, parent_id, parent_idx,
+                          concurrency_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)";
 
 pub(crate) fn enqueue(conn: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<Enqueued>> {
     let mut insert_stmt = conn.prepare_cached(INSERT)?;
@@ -58,6 +59,7 @@ pub(crate) fn insert(
         job.created_at.0,
         parent.map(|p| p.parent.0),
         parent.map(|p| p.index),
+        job.concurrency_key,
     ])?;
     Ok(JobId(conn.last_insert_rowid()))
 }

@@ -36,8 +36,10 @@ pub mod limits;
 mod options;
 mod preflight;
 mod rows;
+mod schedules;
 mod schema;
 mod store;
+mod throttle;
 mod waits;
 mod writes;
 

@@ -57,7 +57,8 @@ pub(crate) fn count(n: i64) -> u32 {
 pub(crate) const JOB_COLUMNS: &str = "id, queue, name, args, status, priority, run_at, attempt, max_attempts, \
      unique_key, timeout_us, backoff_base_us, backoff_max_us, locked_by, lease_until, wake_at, last_error, \
      result, created_at, started_at, finished_at, updated_at, token, run_started, confirm_start, parent_id, parent_idx, \
-     wait_signal, fan_idx, fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed, cancel_requested";
+     wait_signal, fan_idx, fan_need, fan_tolerate, fan_total, fan_succeeded, fan_failed, cancel_requested, \
+     concurrency_key";
 
 pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let ts = |i| r.get::<_, i64>(i).map(Timestamp);
@@ -92,6 +93,7 @@ pub(crate) fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     job.wait_signal = r.get(27)?;
     job.wait_children = children_wait(r, 28)?;
     job.cancel_requested = r.get(34)?;
+    job.concurrency_key = r.get(35)?;
     Ok(job)
 }
 

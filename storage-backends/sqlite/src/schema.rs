@@ -47,7 +47,9 @@ const CURRENT: &str = "
         fan_total       INTEGER,
         fan_succeeded   INTEGER,
         fan_failed      INTEGER,
-        cancel_requested INTEGER NOT NULL DEFAULT 0
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        concurrency_key TEXT,
+        capped          INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE dj_checkpoints (
         job_id     INTEGER NOT NULL,
@@ -118,10 +120,15 @@ const WAITS: &str = "
     -- time, without a sort.
     CREATE INDEX dj_jobs_parent ON dj_jobs (parent_id) WHERE parent_id IS NOT NULL;";
 
-/// Version 3 to 4: a running job asked to cancel. [`CONTROL`] follows.
-const V3_TO_V4: &str = "ALTER TABLE dj_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;";
+/// Version 3 to 4: a running job asked to cancel; the key its limits count it under, and
+/// whether a running cap counts it (`capped`, see [`CONTROL`], which follows).
+const V3_TO_V4: &str = "
+    ALTER TABLE dj_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dj_jobs ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE dj_jobs ADD COLUMN capped INTEGER NOT NULL DEFAULT 0;";
 
-/// The objects of operator control (version 4), for a fresh database and the upgrade from 3.
+/// The objects of operator control, schedules and limits (version 4), for a fresh database and
+/// the upgrade from 3.
 const CONTROL: &str = "
     -- Queues no claim takes from, for every process sharing the file. Read by every claim:
     -- a tiny table, usually empty.
@@ -137,13 +144,59 @@ const CONTROL: &str = "
     ) WITHOUT ROWID;
     -- Retention: the oldest finished jobs of a status, in purge order, without reading the
     -- table. Live jobs have no finished_at and no entry (a requeue removes its job's).
-    CREATE INDEX dj_jobs_finished ON dj_jobs (status, finished_at) WHERE finished_at IS NOT NULL;";
+    CREATE INDEX dj_jobs_finished ON dj_jobs (status, finished_at) WHERE finished_at IS NOT NULL;
+    -- Recurring schedules; template is the engine's encoding of the job, opaque here.
+    CREATE TABLE dj_schedules (
+        name       TEXT    PRIMARY KEY,
+        spec       TEXT    NOT NULL,
+        template   BLOB    NOT NULL,
+        next_fire  INTEGER NOT NULL,
+        last_fire  INTEGER,
+        last_job   INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Limits on claims; kind 0 is a queue, 1 a handler name (queues sort first).
+    CREATE TABLE dj_limits (
+        kind        INTEGER NOT NULL,
+        scope       TEXT    NOT NULL,
+        max_running INTEGER,
+        per_second  INTEGER,
+        by_key      INTEGER NOT NULL,
+        PRIMARY KEY (kind, scope)
+    ) WITHOUT ROWID;
+    -- Claims counted per limit scope and key ('' for the whole scope) in one one-second window
+    -- (`second`, since the epoch); a count of another second than now's is 0.
+    CREATE TABLE dj_limit_windows (
+        kind            INTEGER NOT NULL,
+        scope           TEXT    NOT NULL,
+        concurrency_key TEXT    NOT NULL,
+        second          INTEGER NOT NULL,
+        count           INTEGER NOT NULL,
+        PRIMARY KEY (kind, scope, concurrency_key)
+    ) WITHOUT ROWID;
+    -- Running jobs a running cap counts, per queue or name and key. Only jobs claimed while a
+    -- cap covers them (or running when it was set) are `capped`: without caps, claims and
+    -- completions maintain no entry here. The key's own column makes the counts covering.
+    CREATE INDEX dj_jobs_capped_queue ON dj_jobs (queue, COALESCE(concurrency_key, ''), concurrency_key)
+        WHERE status = 'running' AND capped = 1;
+    CREATE INDEX dj_jobs_capped_name ON dj_jobs (name, COALESCE(concurrency_key, ''), concurrency_key)
+        WHERE status = 'running' AND capped = 1;";
 
 /// Names version 3 added: a database of an older version that has one was not made by us.
 const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent"];
 
 /// Names version 4 added, likewise.
-const ADDED_IN_4: &[&str] = &["dj_paused_queues", "dj_leads", "dj_jobs_finished"];
+const ADDED_IN_4: &[&str] = &[
+    "dj_paused_queues",
+    "dj_leads",
+    "dj_jobs_finished",
+    "dj_schedules",
+    "dj_limits",
+    "dj_limit_windows",
+    "dj_jobs_capped_queue",
+    "dj_jobs_capped_name",
+];
 
 /// Names this library creates; a database that has one without being ours is refused.
 const OUR_NAMES: &[&str] = &[
@@ -163,6 +216,11 @@ const OUR_NAMES: &[&str] = &[
     "dj_paused_queues",
     "dj_leads",
     "dj_jobs_finished",
+    "dj_schedules",
+    "dj_limits",
+    "dj_limit_windows",
+    "dj_jobs_capped_queue",
+    "dj_jobs_capped_name",
 ];
 
 /// What a database holds before the store touches it.
@@ -241,7 +299,7 @@ pub(crate) fn migrate(conn: &mut Connection, now_us: i64) -> Result<(), StoreErr
             tx.execute_batch(CURRENT).context("create tables")?;
             tx.execute_batch(INDEXES).context("create indexes")?;
             tx.execute_batch(WAITS).context("create the tables of waits")?;
-            tx.execute_batch(CONTROL).context("create the tables of operator control")?;
+            tx.execute_batch(CONTROL).context("create the tables of operator control, schedules and limits")?;
             tx.execute_batch("CREATE TABLE dj_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
                 .context("create schema table")?;
         }

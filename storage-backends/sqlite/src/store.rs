@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use durable_jobs_store::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
-    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
-    Signal, SignalOutcome, StatusCount, Store, StoreError, StoreErrorKind, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
+    JobFilter, JobId, JobRecord, Limit, LimitScope, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
+    Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, Store, StoreError,
+    StoreErrorKind, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -16,7 +17,7 @@ use crate::connection::{adding_work, enable_wal, open_connection, page_limits, q
 use crate::error::Context;
 use crate::group::GroupWriter;
 use crate::preflight::{self, OpenHere};
-use crate::{claim, control, jobs, schema, waits, writes, SqliteOptions};
+use crate::{claim, control, jobs, schedules, schema, throttle, waits, writes, SqliteOptions};
 
 /// A [`Store`] in one SQLite file.
 ///
@@ -167,10 +168,10 @@ impl Store for SqliteStore {
     fn claim(&self, req: &ClaimRequest) -> Result<Claimed, StoreError> {
         // An idle worker's claims only read, unless a job was just enqueued here.
         let enqueued_here = req.limit > 0 && self.enqueued_here.swap(false, Ordering::AcqRel);
-        if !enqueued_here && !self.read("look for work", |c| claim::has_work(c, req))? {
-            let next_due =
-                if req.limit == 0 { None } else { self.read("find the next due job", |c| claim::next_due(c, req))? };
-            return Ok(Claimed::new(Vec::new(), next_due));
+        if !enqueued_here {
+            if let Some(idle) = self.read("look for work", |c| claim::idle(c, req))? {
+                return Ok(idle);
+            }
         }
         let req = req.clone();
         self.writer.write("claim", move |c| claim::claim(c, &req))
@@ -251,6 +252,51 @@ impl Store for SqliteStore {
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
         let (role, holder) = (role.to_owned(), holder.to_owned());
         self.writer.write("lead", move |c| control::lead(c, &role, &holder, now, until))
+    }
+
+    fn set_limit(&self, limit: &Limit) -> Result<(), StoreError> {
+        throttle::stored(&limit.scope)?;
+        let limit = limit.clone();
+        self.writer.write("set limit", move |c| throttle::set_limit(c, &limit))
+    }
+
+    fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError> {
+        throttle::stored(scope)?;
+        let scope = scope.clone();
+        self.writer.write("remove limit", move |c| throttle::remove_limit(c, &scope))
+    }
+
+    fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        self.read("read limits", throttle::limits)
+    }
+
+    fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        let schedule = schedule.clone();
+        self.writer.write("put schedule", move |c| schedules::put(c, &schedule))
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read("read schedules", schedules::all)
+    }
+
+    fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.writer.write("remove schedule", move |c| schedules::remove(c, &name))
+    }
+
+    fn fire(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<FireOutcome, StoreError> {
+        let (name, job) = (name.to_owned(), job.clone());
+        let limits = self.limits;
+        self.writer.write("fire schedule", move |c| {
+            adding_work(c, limits, |c| schedules::fire(c, &name, due, next, &job, now))
+        })
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

@@ -378,7 +378,17 @@ fn upgraded_databases_have_the_schema_of_a_fresh_one() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        for table in ["dj_jobs", "dj_checkpoints", "dj_signals", "dj_schema", "dj_paused_queues", "dj_leads"] {
+        for table in [
+            "dj_jobs",
+            "dj_checkpoints",
+            "dj_signals",
+            "dj_schema",
+            "dj_paused_queues",
+            "dj_leads",
+            "dj_schedules",
+            "dj_limits",
+            "dj_limit_windows",
+        ] {
             let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})")).unwrap();
             let columns = stmt
                 .query_map([], |r| {
@@ -411,6 +421,10 @@ fn upgraded_databases_have_the_schema_of_a_fresh_one() {
     assert!(expected.iter().any(|s| s.starts_with("dj_signals_job: CREATE INDEX")), "{expected:#?}");
     assert!(expected.iter().any(|s| s.starts_with("dj_jobs_finished: CREATE INDEX")), "{expected:#?}");
     assert!(expected.iter().any(|s| s.starts_with("dj_leads.holder TEXT")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_jobs.concurrency_key TEXT")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_limit_windows.second INTEGER")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_schedules.template BLOB")), "{expected:#?}");
+    assert!(expected.iter().any(|s| s.starts_with("dj_jobs_capped_name: CREATE INDEX")), "{expected:#?}");
     assert!(!expected.iter().any(|s| s.contains("TRIGGER")), "no trigger on the hot table: {expected:#?}");
     for old in ["schema-v1.db", "schema-v2.db", "schema-v3.db"] {
         let path = dir.path().join(old);
