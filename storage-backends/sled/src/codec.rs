@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use durable_jobs_store::{
-    Checkpoint, ChildOf, ChildrenWait, ClaimToken, FanIn, JobId, JobRecord, JobStatus, RetryPolicy, Signal, StoreError,
-    StoreErrorKind, Timestamp,
+    Checkpoint, ChildOf, ChildrenWait, ClaimToken, FanIn, JobId, JobRecord, JobStatus, Limit, RetryPolicy,
+    ScheduleRecord, Signal, StoreError, StoreErrorKind, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,10 +71,12 @@ struct StoredChildrenWait {
     failed: u32,
 }
 
-/// The fields format 4 added, after format 3's: operator control of a running job.
+/// The fields format 4 added, after format 3's: operator control of a running job, and the
+/// key its keyed limits count it under.
 #[derive(Serialize, Deserialize)]
 struct ControlFields {
     cancel_requested: bool,
+    concurrency_key: Option<String>,
 }
 
 /// The layout of a stored job in the current format (4).
@@ -153,7 +155,7 @@ pub(crate) fn encode_job(j: &JobRecord) -> Result<Vec<u8>, StoreError> {
         }),
         parent: j.parent.map(|p| (p.parent.0, p.index)),
     };
-    let control = ControlFields { cancel_requested: j.cancel_requested };
+    let control = ControlFields { cancel_requested: j.cancel_requested, concurrency_key: j.concurrency_key.clone() };
     postcard::to_stdvec(&StoredJob { fields, run, waits, control })
         .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode job: {e}")))
 }
@@ -164,6 +166,7 @@ pub(crate) fn decode_job(bytes: &[u8]) -> Result<JobRecord, StoreError> {
     s.run.apply(&mut job);
     s.waits.apply(&mut job);
     job.cancel_requested = s.control.cancel_requested;
+    job.concurrency_key = s.control.concurrency_key;
     Ok(job)
 }
 
@@ -188,6 +191,69 @@ pub(crate) fn encode_lead(holder: &str, until: Timestamp) -> Result<Vec<u8>, Sto
 pub(crate) fn decode_lead(bytes: &[u8]) -> Result<(String, Timestamp), StoreError> {
     let s: StoredLead = postcard::from_bytes(bytes).map_err(|e| corrupt("lead", &e))?;
     Ok((s.holder, Timestamp(s.until)))
+}
+
+/// A schedule as the `schedules` tree stores it by name.
+#[derive(Serialize, Deserialize)]
+struct StoredSchedule {
+    spec: String,
+    template: Vec<u8>,
+    next_fire: i64,
+    last_fire: Option<i64>,
+    last_job: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(crate) fn encode_schedule(s: &ScheduleRecord) -> Result<Vec<u8>, StoreError> {
+    let stored = StoredSchedule {
+        spec: s.spec.clone(),
+        template: s.template.clone(),
+        next_fire: s.next_fire.0,
+        last_fire: s.last_fire.map(|t| t.0),
+        last_job: s.last_job.map(|j| j.0),
+        created_at: s.created_at.0,
+        updated_at: s.updated_at.0,
+    };
+    postcard::to_stdvec(&stored)
+        .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode schedule: {e}")))
+}
+
+/// The schedule stored under `name` as `bytes`.
+pub(crate) fn decode_schedule(name: &[u8], bytes: &[u8]) -> Result<ScheduleRecord, StoreError> {
+    let name = std::str::from_utf8(name)
+        .map_err(|_| StoreError::new(StoreErrorKind::Corrupt, "sled: a schedule's name is not UTF-8"))?;
+    let s: StoredSchedule = postcard::from_bytes(bytes).map_err(|e| corrupt("schedule", &e))?;
+    let mut out = ScheduleRecord::new(name, s.spec, s.template, Timestamp(s.next_fire), Timestamp(s.created_at));
+    out.last_fire = s.last_fire.map(Timestamp);
+    out.last_job = s.last_job.map(JobId);
+    out.updated_at = Timestamp(s.updated_at);
+    Ok(out)
+}
+
+/// A limit as the `limits` tree stores it by scope ([`keys::limit_scope`]).
+#[derive(Serialize, Deserialize)]
+struct StoredLimit {
+    max_running: Option<u32>,
+    per_second: Option<u32>,
+    by_key: bool,
+}
+
+pub(crate) fn encode_limit(l: &Limit) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(&StoredLimit { max_running: l.max_running, per_second: l.per_second, by_key: l.by_key })
+        .map_err(|e| StoreError::new(StoreErrorKind::InvalidInput, format!("sled: cannot encode limit: {e}")))
+}
+
+/// The limit stored under scope key `scope` as `bytes`.
+pub(crate) fn decode_limit(scope: &[u8], bytes: &[u8]) -> Result<Limit, StoreError> {
+    let Some((scope, [])) = keys::limit_scope_from(scope) else {
+        return Err(StoreError::new(StoreErrorKind::Corrupt, "sled: unreadable limit scope"));
+    };
+    let s: StoredLimit = postcard::from_bytes(bytes).map_err(|e| corrupt("limit", &e))?;
+    let mut limit = Limit::new(scope).by_key(s.by_key);
+    limit.max_running = s.max_running;
+    limit.per_second = s.per_second;
+    Ok(limit)
 }
 
 impl RunFields {
@@ -289,6 +355,7 @@ mod tests {
         job.wait_children = Some(ChildrenWait::new(FanIn { index: 2, need: 3, tolerate: 1 }, 4, 1, 0));
         job.parent = Some(ChildOf { parent: JobId(1), index: 6 });
         job.cancel_requested = true;
+        job.concurrency_key = Some("t".to_owned());
         let bytes = encode_job(&job).unwrap();
         let (fields, rest): (JobFields, _) = postcard::take_from_bytes(&bytes).unwrap();
         let (run, rest): (RunFields, _) = postcard::take_from_bytes(rest).unwrap();
@@ -296,10 +363,11 @@ mod tests {
         assert_eq!((token, run_started, confirm_start), (3, true, false));
         let (waits, rest): (Waits, _) = postcard::take_from_bytes(rest).unwrap();
         assert_eq!(waits, (Some("go".to_owned()), Some((2, 3, 1, 4, 1, 0)), Some((1, 6))));
-        assert_eq!(rest, [1], "cancel_requested, last");
+        assert_eq!(rest, [1, 1, 1, b't'], "cancel_requested, then the concurrency key, last");
         let mut v1 = job.clone();
         (v1.token, v1.run_started) = (ClaimToken::default(), false);
         (v1.wait_signal, v1.wait_children, v1.parent, v1.cancel_requested) = (None, None, None, false);
+        v1.concurrency_key = None;
         let v1_record = fields.into_record().unwrap();
         assert_eq!(v1_record, v1);
         let mut v2 = v1_record;
@@ -307,11 +375,12 @@ mod tests {
         (v1.token, v1.run_started) = (job.token, job.run_started);
         assert_eq!(v2, v1);
         assert_eq!(decode_job(&bytes).unwrap(), job);
-        let v3 = crate::upgrade::decode_job_v3(&bytes[..bytes.len() - 1]).unwrap();
+        let v3 = crate::upgrade::decode_job_v3(&bytes[..bytes.len() - 4]).unwrap();
         let mut expected = job.clone();
-        expected.cancel_requested = false;
+        (expected.cancel_requested, expected.concurrency_key) = (false, None);
         assert_eq!(v3, expected);
-        assert!(decode_job(&bytes[..bytes.len() - 1]).is_err(), "a format-3 record is not a format-4 one");
+        assert!(decode_job(&bytes[..bytes.len() - 4]).is_err(), "a format-3 record is not a format-4 one");
+        assert!(decode_job(&bytes[..bytes.len() - 1]).is_err(), "nor is a format-4 record cut short");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Byte keys whose lexicographic order is the order the store scans in.
 
-use durable_jobs_store::{ChildOf, JobId, JobStatus, SignalId, Timestamp};
+use durable_jobs_store::{ChildOf, JobId, JobStatus, LimitScope, SignalId, StoreError, StoreErrorKind, Timestamp};
 
 /// A job id as 8 big-endian bytes (ids are positive).
 pub(crate) fn id(id: JobId) -> [u8; 8] {
@@ -52,10 +52,18 @@ pub(crate) fn ready_prefix(queue: &str, name: &str) -> Vec<u8> {
 /// the prefix, keys sort in claim order.
 pub(crate) fn ready(queue: &str, name: &str, priority: i32, run_at: Timestamp, job: JobId) -> Vec<u8> {
     let mut k = ready_prefix(queue, name);
+    k.extend_from_slice(&claim_order(priority, run_at, job));
+    k
+}
+
+/// The end of a ready key: bytes that sort in claim order (priority descending, run time,
+/// id), also across queues and names.
+pub(crate) fn claim_order(priority: i32, run_at: Timestamp, job: JobId) -> [u8; 20] {
+    let mut k = [0; 20];
     // Inverted so that the highest priority sorts first.
-    k.extend_from_slice(&(!(priority.cast_unsigned() ^ (1 << 31))).to_be_bytes());
-    k.extend_from_slice(&ordered_i64(run_at.0));
-    k.extend_from_slice(&id(job));
+    k[..4].copy_from_slice(&(!(priority.cast_unsigned() ^ (1 << 31))).to_be_bytes());
+    k[4..12].copy_from_slice(&ordered_i64(run_at.0));
+    k[12..].copy_from_slice(&id(job));
     k
 }
 
@@ -172,6 +180,60 @@ pub(crate) fn finished_before(status: JobStatus, before: Timestamp) -> std::ops:
     from..to
 }
 
+/// A limit's scope as a key of the `limits` tree: a tag (queue or name), then the name with
+/// its length first (a window key appends the counted key to it).
+pub(crate) fn limit_scope(scope: &LimitScope) -> Result<Vec<u8>, StoreError> {
+    let (tag, name) = match scope {
+        LimitScope::Queue(q) => (0, q),
+        LimitScope::Name(n) => (1, n),
+        other => {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidInput,
+                format!("sled: cannot store a limit on {other:?}"),
+            ));
+        }
+    };
+    let mut k = Vec::with_capacity(3 + name.len());
+    k.push(tag);
+    push_str(&mut k, name);
+    Ok(k)
+}
+
+/// The scope at the start of a [`limit_scope`] key, and what follows it.
+pub(crate) fn limit_scope_from(key: &[u8]) -> Option<(LimitScope, &[u8])> {
+    let (&tag, rest) = key.split_first()?;
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    let name = String::from_utf8(rest.get(2..2 + len)?.to_vec()).ok()?;
+    let rest = rest.get(2 + len..)?;
+    match tag {
+        0 => Some((LimitScope::Queue(name), rest)),
+        1 => Some((LimitScope::Name(name), rest)),
+        _ => None,
+    }
+}
+
+/// An entry of the `windows` tree: a limit's scope, then the key it counts under.
+pub(crate) fn window(scope: &LimitScope, key: &str) -> Result<Vec<u8>, StoreError> {
+    let mut k = limit_scope(scope)?;
+    k.extend_from_slice(key.as_bytes());
+    Ok(k)
+}
+
+/// A window and its count as a value of the `windows` tree.
+pub(crate) fn window_value(window: i64, count: u32) -> [u8; 12] {
+    let mut v = [0; 12];
+    v[..8].copy_from_slice(&ordered_i64(window));
+    v[8..].copy_from_slice(&count.to_be_bytes());
+    v
+}
+
+/// A window and its count read back.
+pub(crate) fn window_from(bytes: &[u8]) -> Option<(i64, u32)> {
+    let window = from_ordered(bytes.get(..8)?)?;
+    let count = u32::from_be_bytes(bytes.get(8..)?.try_into().ok()?);
+    Some((window, count))
+}
+
 /// A signal: job, then signal id (ids are positive), so that a job's signals sort oldest first.
 pub(crate) fn signal(job: JobId, signal: SignalId) -> [u8; 16] {
     let mut k = [0; 16];
@@ -228,6 +290,18 @@ mod tests {
         assert!(signal(JobId(1), SignalId(i64::MAX)) < signal(JobId(2), SignalId(1)));
         assert_eq!(signal_from(&signal(JobId(3), SignalId(5))), Some((JobId(3), SignalId(5))));
         assert_eq!(signal_from(&[0; 15]), None);
+    }
+
+    #[test]
+    fn limit_keys_read_back() {
+        let q = |n: &str| LimitScope::Queue(n.into());
+        let n = |n: &str| LimitScope::Name(n.into());
+        for scope in [n("a"), q("zz"), q("a"), n("")] {
+            assert_eq!(limit_scope_from(&limit_scope(&scope).unwrap()), Some((scope, &[][..])));
+        }
+        let w = window(&q("mail"), "t1").unwrap();
+        assert_eq!(limit_scope_from(&w), Some((q("mail"), &b"t1"[..])));
+        assert_eq!(window_from(&window_value(-3, 7)), Some((-3, 7)));
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! - **Atomic**: every store call is one sled transaction over all trees (jobs, indexes,
 //!   checkpoints, signals): it happens entirely or not at all, also across a crash. A
 //!   suspension inserts its children, and a cancel reaches every descendant, in that one
-//!   transaction. (`pause_queue` and `lead` write one entry of a tree of their own.)
+//!   transaction. (`pause_queue`, `lead`, `set_limit` and `remove_limit` write one entry of a
+//!   tree of their own.)
 //! - **Process crash**: a write is acknowledged only after sled's `flush()`; concurrent writers
 //!   share flushes (group commit). Nothing acknowledged is lost when the process dies.
 //! - **Power loss**: on Linux sled's `flush()` writes to the OS but does not flush the device
@@ -91,12 +92,15 @@
 mod claim;
 mod codec;
 mod control;
+mod enqueue;
 mod error;
 mod flush;
 mod keys;
+mod limits;
 mod open;
 mod options;
 mod salvage;
+mod schedules;
 mod store;
 mod tx;
 mod upgrade;

@@ -72,8 +72,9 @@ impl fmt::Display for SalvageReport {
 /// written as they were, with every index rebuilt (child jobs stay linked to their parents): a
 /// job that was running keeps its lease and is recovered by the reaper like after any crash.
 /// The new store hands out job and signal ids above every id the damaged one recorded, so an
-/// id is never reused. Paused queues stay paused; leads are not copied (they are leases, taken
-/// again within one). A database in an older format comes out in the current one.
+/// id is never reused. Paused queues stay paused, schedules and limits are kept; leads and the
+/// window counts of limits are not copied (leases are taken again within one; a window's claims
+/// may be let through twice). A database in an older format comes out in the current one.
 ///
 /// # Errors
 ///
@@ -282,6 +283,8 @@ fn attempt(
             Event::Entry(Tree::Checkpoints, key, value) => a.writer.checkpoint(&key, &value)?,
             Event::Entry(Tree::Signals, key, value) => a.writer.signal(&key, &value)?,
             Event::Entry(Tree::Paused, key, value) => a.writer.paused(&key, &value)?,
+            Event::Entry(Tree::Schedules, key, value) => a.writer.schedule(&key, &value)?,
+            Event::Entry(Tree::Limits, key, value) => a.writer.limit(&key, &value)?,
             Event::Broken => a.broken += 1,
             Event::Done => {
                 a.complete = true;

@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use durable_jobs_store::transition::{self, Recovery};
 use durable_jobs_store::{
-    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, JobFilter, JobId,
-    JobRecord, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed, Renewal, RequeueOutcome, ResumeOutcome,
-    Signal, SignalOutcome, StatusCount, StatusCounter, Store, StoreError, Timestamp, Write, WriteOutcome,
+    CancelOutcome, Capabilities, Checkpoint, Claim, ClaimRequest, Claimed, DeleteOutcome, Enqueued, FireOutcome,
+    JobFilter, JobId, JobRecord, Limit, LimitScope, NewJob, PauseOutcome, PurgeRequest, ReclaimRequest, Reclaimed,
+    Renewal, RequeueOutcome, ResumeOutcome, ScheduleRecord, Signal, SignalOutcome, StatusCount, StatusCounter, Store,
+    StoreError, Timestamp, Write, WriteOutcome,
 };
 use parking_lot::Mutex;
-use sled::transaction::Transactional;
 use sled::Tree;
 
-use crate::error::{store_error, transaction_error};
+use crate::error::store_error;
 use crate::flush::GroupFlush;
+use crate::limits::Limits;
 use crate::tx::{Tx, TxError, MAX_ID_KEY};
 use crate::{codec, keys, open, upgrade, SledOptions};
 
@@ -47,6 +48,8 @@ pub struct SledStore {
     /// The `paused` tree, read at open and changed with it under the write lock, so that a
     /// claim does not read a tree to leave paused queues out.
     pub(crate) paused: Mutex<BTreeSet<String>>,
+    /// The `limits` tree and what the limits count, kept as `paused` is (see `limits.rs`).
+    pub(crate) limits: Mutex<Limits>,
 }
 
 /// The trees of one database (see [`Tx`] for what each holds).
@@ -54,20 +57,24 @@ pub(crate) struct Trees {
     pub(crate) jobs: Tree,
     pub(crate) ready: Tree,
     pub(crate) due: Tree,
-    lease: Tree,
+    pub(crate) lease: Tree,
     pub(crate) wake: Tree,
-    unique: Tree,
-    keys: Tree,
+    pub(crate) unique: Tree,
+    pub(crate) keys: Tree,
     pub(crate) checkpoints: Tree,
     pub(crate) children: Tree,
     pub(crate) signals: Tree,
     pub(crate) finished: Tree,
-    meta: Tree,
+    pub(crate) meta: Tree,
+    pub(crate) schedules: Tree,
+    pub(crate) windows: Tree,
     /// Paused queues → when they were paused. Not in the transactions of other calls: it is
     /// written alone, under the write lock.
     pub(crate) paused: Tree,
     /// Role → its holder and lease end ([`codec::encode_lead`]); written alone, as `paused`.
     pub(crate) leads: Tree,
+    /// Scope → limit ([`codec::encode_limit`]); written alone, as `paused`.
+    pub(crate) limits: Tree,
 }
 
 impl fmt::Debug for SledStore {
@@ -113,8 +120,11 @@ impl SledStore {
             signals: tree("signals")?,
             finished: tree("finished")?,
             meta: tree("meta")?,
+            schedules: tree("schedules")?,
+            windows: tree("windows")?,
             paused: tree("paused")?,
             leads: tree("leads")?,
+            limits: tree("limits")?,
         };
         let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).to_string_lossy().into_owned();
         let store = SledStore {
@@ -125,9 +135,11 @@ impl SledStore {
             write_lock: Mutex::new(()),
             flush: GroupFlush::default(),
             paused: Mutex::new(BTreeSet::new()),
+            limits: Mutex::new(Limits::default()),
         };
         upgrade::upgrade(&store, format, Timestamp::now())?;
         *store.paused.lock() = store.read_paused()?;
+        *store.limits.lock() = store.read_limits()?;
         Ok(store)
     }
 
@@ -158,53 +170,11 @@ impl SledStore {
         Ok(out)
     }
 
-    /// One transaction over every tree; the caller holds the write lock.
-    pub(crate) fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
-        let t = &self.trees;
-        let all = (
-            &t.jobs,
-            &t.ready,
-            &t.due,
-            &t.lease,
-            &t.wake,
-            &t.unique,
-            &t.keys,
-            &t.checkpoints,
-            &t.children,
-            &t.signals,
-            &t.finished,
-            &t.meta,
-        );
-        all.transaction(
-            |(jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, finished, meta)| {
-                f(&Tx { jobs, ready, due, lease, wake, unique, keys, checkpoints, children, signals, finished, meta })
-            },
-        )
-        .map_err(|e| transaction_error(what, e))
-    }
-
     /// A new job id (from sled's id counter, which never hands out an id twice); the caller
     /// holds the write lock and inserts the job, so that ids follow insertion order.
     pub(crate) fn new_id(&self) -> Result<JobId, StoreError> {
         let id = self.db.generate_id().map_err(|e| store_error("generate id", e))?;
         Ok(JobId(id.cast_signed().saturating_add(1)))
-    }
-
-    /// The live job holding `key`, read outside a transaction.
-    fn live_holder(&self, key: &str) -> Result<Option<JobId>, StoreError> {
-        let holder = self.trees.unique.get(key.as_bytes()).map_err(|e| store_error("read unique keys", e))?;
-        Ok(holder.and_then(|v| keys::id_from(&v)))
-    }
-
-    /// The newest job holding `key` created after `start`, read outside a transaction.
-    fn window_holder(&self, key: &str, start: Timestamp) -> Result<Option<JobId>, StoreError> {
-        for entry in self.trees.keys.scan_prefix(keys::key_prefix(key)).rev() {
-            let (k, created) = entry.map_err(|e| store_error("scan unique keys", e))?;
-            if keys::time_from(&created).is_some_and(|c| c > start) {
-                return Ok(keys::id_from(&k));
-            }
-        }
-        Ok(None)
     }
 
     /// The runs `req` recovers, in lease order.
@@ -239,42 +209,9 @@ impl Store for SledStore {
 
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         self.locked(|s| {
-            // Decided under the write lock, outside the transaction (which may run more than
-            // once): which jobs are duplicates, and the ids of the others, drawn in insertion
-            // order only for jobs that are inserted.
-            let mut out = Vec::with_capacity(jobs.len());
-            let mut keys_taken: Vec<(&str, JobId)> = Vec::new();
-            for new in jobs {
-                if let Some(key) = new.unique_key.as_deref() {
-                    let in_batch = keys_taken.iter().find(|(k, _)| *k == key).map(|(_, id)| *id);
-                    let holder = match in_batch.or(s.live_holder(key)?) {
-                        Some(id) => Some(id),
-                        None => transition::window_start(new)
-                            .map(|start| s.window_holder(key, start))
-                            .transpose()?
-                            .flatten(),
-                    };
-                    if let Some(holder) = holder {
-                        out.push(Enqueued::Duplicate(holder));
-                        continue;
-                    }
-                }
-                let id = s.new_id()?;
-                if let Some(key) = new.unique_key.as_deref() {
-                    keys_taken.push((key, id));
-                }
-                out.push(Enqueued::New(id));
-            }
-            s.transact("enqueue", |tx| {
-                for (new, outcome) in jobs.iter().zip(&out) {
-                    if let Enqueued::New(id) = *outcome {
-                        tx.save(None, &transition::new_record(id, new))?;
-                        tx.raise_max_id(id)?;
-                    }
-                }
-                Ok(())
-            })?;
-            Ok(out)
+            let planned = s.plan_enqueue(jobs)?;
+            s.transact("enqueue", |tx| tx.insert(jobs, &planned))?;
+            Ok(planned)
         })
     }
 
@@ -405,6 +342,41 @@ impl Store for SledStore {
 
     fn lead(&self, role: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
         self.take_lead(role, holder, now, until)
+    }
+
+    fn set_limit(&self, limit: &Limit) -> Result<(), StoreError> {
+        self.set_limit_of(limit)
+    }
+
+    fn remove_limit(&self, scope: &LimitScope) -> Result<bool, StoreError> {
+        self.remove_limit_of(scope)
+    }
+
+    fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        Ok(self.all_limits())
+    }
+
+    fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        self.put_schedule_record(schedule)
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.all_schedules()
+    }
+
+    fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove_schedule_named(name)
+    }
+
+    fn fire(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<FireOutcome, StoreError> {
+        self.fire_schedule(name, due, next, job, now)
     }
 
     fn signal(&self, job: JobId, name: &str, payload: &[u8], now: Timestamp) -> Result<SignalOutcome, StoreError> {

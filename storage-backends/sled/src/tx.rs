@@ -1,9 +1,12 @@
 //! One transaction over every tree, with the index upkeep every job change needs.
 
 use durable_jobs_store::{transition, Checkpoint, Claim, JobId, JobRecord, JobStatus, StoreError};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 use sled::IVec;
 
+use crate::error::transaction_error;
+use crate::limits::{counted, RunningLog};
+use crate::store::SledStore;
 use crate::{codec, keys};
 
 /// The meta-tree key of the highest job id ever inserted.
@@ -12,8 +15,9 @@ pub(crate) const MAX_ID_KEY: &[u8] = b"max_id";
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
 /// The meta-tree key of the highest signal id ever assigned (absent before the first signal).
 pub(crate) const MAX_SIGNAL_KEY: &[u8] = b"max_signal";
-/// The layout this version reads and writes: format 3 with `cancel_requested` in job records,
-/// the finished index, and the trees of paused queues and leads.
+/// The layout this version reads and writes: format 3 with `cancel_requested` and
+/// `concurrency_key` in job records, the finished index, and the trees of paused queues, leads,
+/// schedules, limits and limit windows.
 pub(crate) const FORMAT: &[u8] = b"durable-jobs-sled/4";
 /// The layout before operator control (shorter job records, no finished index), upgraded on
 /// open.
@@ -76,6 +80,84 @@ pub(crate) struct Tx<'a> {
     /// Finished jobs by status, `finished_at` and id (see [`keys::finished`]).
     pub(crate) finished: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
+    /// Schedules by name.
+    pub(crate) schedules: &'a TransactionalTree,
+    /// Limit window counts by scope and key (see [`keys::window`]).
+    pub(crate) windows: &'a TransactionalTree,
+    /// Where jobs moved into or out of `Running` are logged, while limits count them.
+    pub(crate) running: Option<&'a RunningLog>,
+}
+
+impl SledStore {
+    /// One transaction over every tree (but those written alone); the caller holds the write
+    /// lock. While limits count running jobs, the jobs it moves into or out of `Running` are
+    /// counted once it has committed.
+    pub(crate) fn transact<T>(&self, what: &str, f: impl Fn(&Tx<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        let t = self.trees();
+        let all = (
+            &t.jobs,
+            &t.ready,
+            &t.due,
+            &t.lease,
+            &t.wake,
+            &t.unique,
+            &t.keys,
+            &t.checkpoints,
+            &t.children,
+            &t.signals,
+            &t.finished,
+            &t.meta,
+            &t.schedules,
+            &t.windows,
+        );
+        let log = self.limits.lock().counts_running().then(RunningLog::default);
+        let out = all
+            .transaction(
+                |(
+                    jobs,
+                    ready,
+                    due,
+                    lease,
+                    wake,
+                    unique,
+                    keys,
+                    checkpoints,
+                    children,
+                    signals,
+                    finished,
+                    meta,
+                    schedules,
+                    windows,
+                )| {
+                    if let Some(log) = &log {
+                        log.borrow_mut().clear();
+                    }
+                    let running = log.as_ref();
+                    f(&Tx {
+                        jobs,
+                        ready,
+                        due,
+                        lease,
+                        wake,
+                        unique,
+                        keys,
+                        checkpoints,
+                        children,
+                        signals,
+                        finished,
+                        meta,
+                        schedules,
+                        windows,
+                        running,
+                    })
+                },
+            )
+            .map_err(|e| transaction_error(what, e))?;
+        if let Some(log) = log {
+            self.limits.lock().log_running(log.into_inner());
+        }
+        Ok(out)
+    }
 }
 
 pub(crate) fn abort(e: StoreError) -> TxError {
@@ -122,6 +204,12 @@ impl Tx<'_> {
         }
         self.index(new)?;
         self.jobs.insert(&keys::id(new.id), codec::encode_job(new).map_err(abort)?)?;
+        if let Some(log) = self.running {
+            let (was, is) = (old.is_some_and(|o| o.status == JobStatus::Running), new.status == JobStatus::Running);
+            if was != is {
+                log.borrow_mut().push((counted(new), if is { 1 } else { -1 }));
+            }
+        }
         Ok(())
     }
 
@@ -162,6 +250,9 @@ impl Tx<'_> {
     /// entry in the children index is its own.
     pub(crate) fn remove(&self, job: &JobRecord, checkpoints: &[IVec], signals: &[IVec]) -> Result<(), TxError> {
         self.unindex(job)?;
+        if let (Some(log), JobStatus::Running) = (self.running, job.status) {
+            log.borrow_mut().push((counted(job), -1));
+        }
         if let Some(key) = &job.unique_key {
             self.keys.remove(keys::unique_key(key, job.id))?;
         }

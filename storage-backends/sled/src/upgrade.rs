@@ -2,10 +2,11 @@
 //!
 //! Format 1 → 4 goes through format 2's record: format 1's fields are read into a record with
 //! format 2's fields at their upgrade values (scheduled status, no claim token), and the later
-//! formats' at their defaults (no wait besides a time, no parent, no cancel asked for), which
-//! is what 1 → 2 → 3 → 4 gives. Formats 2 and 3 → 4 rewrite every job record with the newer
-//! fields at their defaults: a format-2 database has no signals and no child jobs, and no
-//! older format has a cancel asked for, paused queues or leads, so those trees start empty.
+//! formats' at their defaults (no wait besides a time, no parent, no cancel asked for, no
+//! concurrency key), which is what 1 → 2 → 3 → 4 gives. Formats 2 and 3 → 4 rewrite every job
+//! record with the newer fields at their defaults: a format-2 database has no signals and no
+//! child jobs, and no older format has a cancel asked for, paused queues, leads, schedules or
+//! limits, so those trees start empty.
 //! Every upgrade writes each job through `Tx::save`, which builds the finished index (new in
 //! format 4) for the jobs that had finished.
 

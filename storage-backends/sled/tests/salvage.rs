@@ -19,8 +19,8 @@ use std::time::Duration;
 use durable_jobs_sled::{salvage, salvage_with, SalvageReport, SledOptions, SledStore};
 use durable_jobs_store::conformance::{at, claim_ids, claim_runs, insert, job, T0};
 use durable_jobs_store::{
-    CancelOutcome, Checkpoint, ClaimRequest, Enqueued, FanIn, JobFilter, JobId, JobRecord, JobStatus, NewJob,
-    PurgeRequest, ReclaimRequest, SignalId, SignalOutcome, Store, StoreErrorKind, Timestamp, Write,
+    CancelOutcome, Checkpoint, ClaimRequest, Enqueued, FanIn, JobFilter, JobId, JobRecord, JobStatus, Limit, NewJob,
+    PurgeRequest, ReclaimRequest, ScheduleRecord, SignalId, SignalOutcome, Store, StoreErrorKind, Timestamp, Write,
 };
 
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -92,6 +92,9 @@ fn trees(path: &Path) -> BTreeMap<String, Entries> {
         "signals",
         "finished",
         "paused",
+        "schedules",
+        "limits",
+        "windows",
         "meta",
     ];
     names
@@ -259,14 +262,23 @@ fn salvaging_a_healthy_store_copies_everything_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs");
     let store = SledStore::open(&path).unwrap();
+    // Counts one claim of job 3 ("b") in a window.
+    let limits = [Limit::queue("mail").max_running(2), Limit::name("b").per_second(100).by_key(true)];
+    for limit in &limits {
+        store.set_limit(limit).unwrap();
+    }
     let ids = varied(&store);
-    insert(&store, &vec![with_args("b", 100); 300]);
+    insert(&store, &vec![with_args("b", 100).concurrency_key("t1"); 300]);
     store.pause_queue("mail", true, at(7)).unwrap();
+    let mut schedule = ScheduleRecord::new("nightly", "every 1d", b"{}".to_vec(), at(10), T0);
+    (schedule.last_fire, schedule.last_job) = (Some(at(5)), Some(ids[0]));
+    store.put_schedule(&schedule).unwrap();
     let jobs = all_jobs(&store);
     let checkpoints = all_checkpoints(&store, &jobs);
     drop(store);
-    let original = trees(&path);
+    let mut original = trees(&path);
     assert_eq!((original["finished"].len(), original["paused"].len()), (2, 1), "indexed: one completed, one failed");
+    assert_eq!((original["schedules"].len(), original["limits"].len(), original["windows"].len()), (1, 2, 1));
     let before = snapshot(&path);
 
     let into = dir.path().join("copy");
@@ -277,10 +289,13 @@ fn salvaging_a_healthy_store_copies_everything_exactly() {
     assert_eq!(report.max_job_id_at_last_close, report.max_job_id);
     assert!(!report.repaired);
 
-    // Byte for byte: records, checkpoints, every index entry, paused queues, the stored highest id.
+    // Byte for byte: records, checkpoints, every index entry, paused queues, schedules, limits,
+    // the stored highest id; not the window counts.
+    original.insert("windows".to_owned(), Vec::new());
     assert!(trees(&into) == original, "the trees differ");
     let store = SledStore::open(&into).unwrap();
     assert_eq!(store.paused_queues().unwrap(), ["mail"]);
+    assert_eq!((store.schedules().unwrap(), store.limits().unwrap()), (vec![schedule], limits.to_vec()));
     assert!(all_jobs(&store) == jobs);
     assert_eq!(all_checkpoints(&store, &jobs), checkpoints);
     assert_eq!(jobs[..9].iter().map(|j| j.id).collect::<Vec<_>>(), ids);

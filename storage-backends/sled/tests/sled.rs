@@ -321,3 +321,37 @@ fn a_cancelled_child_released_or_reclaimed_is_counted_by_its_parent() {
         assert_eq!((parent.status, parent.updated_at), (JobStatus::Pending, ended), "woken by its child's end");
     }
 }
+
+/// Running counts of limits live in memory: a reopened store recounts its running jobs from the
+/// lease index, and every way a run ends (complete, release, reclaim, a limit changed while
+/// jobs run) is counted, so that the cap lets exactly as many run as it says.
+#[test]
+fn a_running_cap_holds_across_a_reopen_and_every_way_a_run_ends() {
+    use durable_jobs_store::conformance::{at, claim_ids, claim_runs, commit, T0};
+    use durable_jobs_store::{Limit, ReclaimRequest, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs");
+    let store = SledStore::open(&path).unwrap();
+    let ids = insert(&store, &vec![job("a"); 6]);
+    assert_eq!(claim_ids(&store, "w", 1, T0), ids[..1], "before the limit");
+    store.set_limit(&Limit::queue("default").max_running(2)).unwrap();
+    let first = claim_runs(&store, "w", 6, T0);
+    assert_eq!(first.iter().map(|r| r.job).collect::<Vec<_>>(), ids[1..2], "one was running already");
+    drop(store);
+    let store = SledStore::open(&path).unwrap();
+    assert!(claim_ids(&store, "w", 6, at(1)).is_empty(), "recounted at open: 2 running");
+    commit(&store, "w", at(2), &[Write::complete(first[0], b"1".to_vec())]);
+    let second = claim_runs(&store, "w", 6, at(3));
+    assert_eq!(second.iter().map(|r| r.job).collect::<Vec<_>>(), ids[2..3]);
+    assert_eq!(store.release("w", &second, at(4)).unwrap(), 1);
+    let third = claim_runs(&store, "w", 6, at(5));
+    assert_eq!(third.iter().map(|r| r.job).collect::<Vec<_>>(), ids[2..3], "released: its place is free");
+    // Job 1's lease (from T0) and job 3's (from at(5)) run out: both reclaimed.
+    assert_eq!(store.reclaim(&ReclaimRequest::new(at(99), 10)).unwrap().len(), 2);
+    // Reclaimed jobs are due at at(99), behind the others.
+    assert_eq!(claim_ids(&store, "w", 6, at(100)), ids[3..5]);
+    store.set_limit(&Limit::queue("default").max_running(3)).unwrap();
+    assert_eq!(claim_ids(&store, "w", 6, at(101)), ids[5..], "replaced: 3 may run");
+    assert!(store.remove_limit(&durable_jobs_store::LimitScope::Queue("default".into())).unwrap());
+    assert_eq!(claim_ids(&store, "w", 6, at(102)), [ids[0], ids[2]]);
+}

@@ -16,7 +16,8 @@ use crate::tx::{Format, FORMAT_KEY, MAX_ID_KEY, MAX_SIGNAL_KEY};
 use crate::{keys, SledOptions};
 
 /// The trees a salvage reads; the indexes (the children and finished indexes too) are rebuilt
-/// from the jobs. Leads are left behind: they are leases, taken again within one.
+/// from the jobs. Leads are left behind (they are leases, taken again within one), and so are
+/// the window counts of limits (at worst a limit lets one window's claims through twice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tree {
     Jobs,
@@ -24,6 +25,10 @@ pub(super) enum Tree {
     Signals,
     /// Paused queues: an operator's pause outlives the damage.
     Paused,
+    /// Schedules, with what they last did.
+    Schedules,
+    /// Limits.
+    Limits,
 }
 
 /// What the reading thread reports, in order.
@@ -80,7 +85,8 @@ impl Reader {
     }
 }
 
-/// Opens the copy and sends every entry of the jobs, checkpoints, signals and paused trees; `Err` if
+/// Opens the copy and sends every entry of the jobs, checkpoints, signals, paused, schedules and
+/// limits trees; `Err` if
 /// it could not be opened. Stops early if nobody listens. Panics are caught by the caller.
 fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -> bool) -> Result<(), String> {
     let db = config(dir, options).open().map_err(|e| format!("sled: {e}"))?;
@@ -97,12 +103,16 @@ fn read_all(dir: &std::path::Path, options: &SledOptions, send: &dyn Fn(Event) -
         (Tree::Checkpoints, "checkpoints"),
         (Tree::Signals, "signals"),
         (Tree::Paused, "paused"),
+        (Tree::Schedules, "schedules"),
+        (Tree::Limits, "limits"),
     ];
     for (tree, name) in trees {
         // Older formats have no such tree; opening it would only create it in the copy.
         let absent = match tree {
             Tree::Signals => matches!(format, Some(Format::V1 | Format::V2)),
-            Tree::Paused => matches!(format, Some(Format::V1 | Format::V2 | Format::V3)),
+            Tree::Paused | Tree::Schedules | Tree::Limits => {
+                matches!(format, Some(Format::V1 | Format::V2 | Format::V3))
+            }
             Tree::Jobs | Tree::Checkpoints => false,
         };
         if absent {

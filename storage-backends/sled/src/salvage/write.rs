@@ -98,6 +98,25 @@ impl Writer {
         Ok(())
     }
 
+    /// Stores the schedule of a raw `schedules` entry as it was, or counts it as unreadable.
+    pub(super) fn schedule(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if let Ok(schedule) = codec::decode_schedule(key, value) {
+            // A new store has no schedule of that name: it is stored with what it did.
+            return self.store.put_schedule(&schedule);
+        }
+        self.unreadable += 1;
+        Ok(())
+    }
+
+    /// Sets the limit of a raw `limits` entry, or counts it as unreadable.
+    pub(super) fn limit(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if let Ok(limit) = codec::decode_limit(key, value) {
+            return self.store.set_limit(&limit);
+        }
+        self.unreadable += 1;
+        Ok(())
+    }
+
     fn commit_if_full(&mut self) -> Result<(), StoreError> {
         if self.jobs.len() + self.checkpoints.len() + self.signals.len() >= BATCH {
             self.commit(None, None)?;
