@@ -5,6 +5,9 @@
 //! sees the request, calls `worker.shutdown()`, and the worker hands back what it holds
 //! without charging an attempt.
 
+// Each example uses the part it needs.
+#![allow(dead_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +15,11 @@ use std::time::{Duration, Instant};
 use durable_jobs::{Error, JobId, JobInfo, Queue};
 
 /// Set when SIGINT or SIGTERM arrives (`ctrlc` runs the handler on a thread of its own).
-pub struct Stop(Arc<AtomicBool>);
+pub(crate) struct Stop(Arc<AtomicBool>);
 
 impl Stop {
     /// Installs the handler; one per process.
-    pub fn on_signals() -> Result<Stop, ctrlc::Error> {
+    pub(crate) fn on_signals() -> Result<Stop, ctrlc::Error> {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
         ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))?;
@@ -24,13 +27,13 @@ impl Stop {
     }
 
     /// Whether a stop was asked for.
-    pub fn requested(&self) -> bool {
+    pub(crate) fn requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 
     /// Waits for job `id` to finish, for at most `timeout`: `None` if a stop was asked for
     /// first (the caller shuts its worker down).
-    pub fn wait(&self, queue: &Queue, id: JobId, timeout: Duration) -> Result<Option<JobInfo>, Error> {
+    pub(crate) fn wait(&self, queue: &Queue, id: JobId, timeout: Duration) -> Result<Option<JobInfo>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.requested() {
