@@ -5,11 +5,10 @@
 //! calls do not grow by two trees. Paused queues are also kept in memory (one process opens a
 //! database), so that a claim leaves them out without reading a tree.
 //!
-//! `purge` reads the finished index (`keys::finished`), which costs every finished job one more
-//! key: a claim-and-complete drain of 20,000 jobs ran about a quarter fewer jobs per CPU-second
-//! with it (26-28k against 32-37k, three alternating runs on a busy 2-core machine). Without
-//! it each purge would decode every record, and the engine's retention purges three statuses
-//! every minute (every second while it catches up).
+//! `purge` reads the finished index (`finished.rs`) instead of decoding every record (the
+//! engine's retention purges three statuses every minute, every second while it catches up).
+//! The index lists the jobs that finish together in one entry, which makes it nearly free; see
+//! `finished.rs` for what one entry per job cost.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -137,19 +136,11 @@ impl SledStore {
     /// Up to `limit` jobs `req` deletes, oldest first: the finished index in order, without
     /// the children of live parents.
     fn purgeable(&self, req: &PurgeRequest, limit: usize) -> Result<Vec<JobId>, StoreError> {
-        let mut ids = Vec::new();
-        for entry in self.trees().finished.range(keys::finished_before(req.status, req.finished_before)) {
-            if ids.len() >= limit {
-                break;
-            }
-            let (key, _) = entry.map_err(|e| store_error("scan finished jobs", e))?;
-            let Some(job) = keys::id_from(&key).map(|id| self.get(id)).transpose()?.flatten() else { continue };
+        self.finished_before(req, limit, |id| {
+            let Some(job) = self.get(id)? else { return Ok(false) };
             let finished = job.status == req.status && job.finished_at.is_some_and(|f| f < req.finished_before);
-            if finished && transition::delete_outcome(&job, self.parent_live(&job)?) == DeleteOutcome::Deleted {
-                ids.push(job.id);
-            }
-        }
-        Ok(ids)
+            Ok(finished && transition::delete_outcome(&job, self.parent_live(&job)?) == DeleteOutcome::Deleted)
+        })
     }
 
     /// Deletes each of `jobs` that may be, in one transaction.

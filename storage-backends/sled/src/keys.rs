@@ -159,15 +159,19 @@ fn finished_tag(status: JobStatus) -> u8 {
     }
 }
 
-/// An entry of the finished index (every job with a `finished_at`, by terminal status, then
-/// `finished_at`, then id): what `purge` scans, oldest first, without reading other records.
+/// The key of an entry of the finished index: terminal status, `finished_at`, then the id's
+/// bucket of [`FINISHED_BUCKET`] ids; its value lists the jobs of the bucket that finished so
+/// (see `finished.rs`). The buckets keep an entry small when many jobs finish at one time.
 pub(crate) fn finished(status: JobStatus, at: Timestamp, job: JobId) -> [u8; 17] {
     let mut k = [0; 17];
     k[0] = finished_tag(status);
     k[1..9].copy_from_slice(&ordered_i64(at.0));
-    k[9..].copy_from_slice(&id(job));
+    k[9..].copy_from_slice(&(job.0 / FINISHED_BUCKET).to_be_bytes());
     k
 }
+
+/// The most ids an entry of the finished index lists.
+pub(crate) const FINISHED_BUCKET: i64 = 1024;
 
 /// The finished-index range of the jobs in `status` that finished before `before`.
 pub(crate) fn finished_before(status: JobStatus, before: Timestamp) -> std::ops::Range<[u8; 9]> {
@@ -305,14 +309,15 @@ mod tests {
     }
 
     #[test]
-    fn finished_keys_sort_by_status_then_time_and_ranges_end_before_the_bound() {
+    fn finished_keys_sort_by_status_then_time_then_id_and_ranges_end_before_the_bound() {
         let k = |s, at, i| finished(s, Timestamp(at), JobId(i));
         let range = finished_before(JobStatus::Failed, Timestamp(10));
         let inside = |key: &[u8; 17]| range.start[..] <= key[..] && key[..] < range.end[..];
-        assert!(inside(&k(JobStatus::Failed, -5, 9)) && inside(&k(JobStatus::Failed, 9, i64::MAX)));
+        assert!(inside(&k(JobStatus::Failed, -5, 1)) && inside(&k(JobStatus::Failed, 9, i64::MAX)));
         assert!(!inside(&k(JobStatus::Failed, 10, 1)), "finished at the bound is not before it");
         assert!(!inside(&k(JobStatus::Completed, 1, 1)) && !inside(&k(JobStatus::Cancelled, 1, 1)));
-        assert!(k(JobStatus::Failed, 3, 9) < k(JobStatus::Failed, 4, 1));
-        assert_eq!(id_from(&k(JobStatus::Cancelled, 3, 42)), Some(JobId(42)));
+        assert!(k(JobStatus::Failed, 3, 5000) < k(JobStatus::Failed, 4, 1));
+        assert!(k(JobStatus::Failed, 3, 1023) < k(JobStatus::Failed, 3, 1024));
+        assert_eq!(k(JobStatus::Failed, 3, 1024), k(JobStatus::Failed, 3, 2047), "one bucket");
     }
 }

@@ -94,6 +94,7 @@ mod codec;
 mod control;
 mod enqueue;
 mod error;
+mod finished;
 mod flush;
 mod keys;
 mod limits;

@@ -1,10 +1,13 @@
 //! One transaction over every tree, with the index upkeep every job change needs.
 
+use std::cell::RefCell;
+
 use durable_jobs_store::{transition, Checkpoint, Claim, JobId, JobRecord, JobStatus, StoreError};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 use sled::IVec;
 
 use crate::error::transaction_error;
+use crate::finished::Pending;
 use crate::limits::{counted, RunningLog};
 use crate::store::SledStore;
 use crate::{codec, keys};
@@ -77,8 +80,10 @@ pub(crate) struct Tx<'a> {
     pub(crate) children: &'a TransactionalTree,
     /// Pending signals by job and signal id.
     pub(crate) signals: &'a TransactionalTree,
-    /// Finished jobs by status, `finished_at` and id (see [`keys::finished`]).
+    /// Finished jobs by status and `finished_at` (see `finished.rs`).
     pub(crate) finished: &'a TransactionalTree,
+    /// The finished-index entries changed so far, written when the closure is done.
+    pub(crate) finished_pending: RefCell<Pending>,
     pub(crate) meta: &'a TransactionalTree,
     /// Schedules by name.
     pub(crate) schedules: &'a TransactionalTree,
@@ -133,7 +138,7 @@ impl SledStore {
                         log.borrow_mut().clear();
                     }
                     let running = log.as_ref();
-                    f(&Tx {
+                    let tx = Tx {
                         jobs,
                         ready,
                         due,
@@ -149,7 +154,11 @@ impl SledStore {
                         schedules,
                         windows,
                         running,
-                    })
+                        finished_pending: RefCell::default(),
+                    };
+                    let out = f(&tx)?;
+                    tx.write_finished()?;
+                    Ok(out)
                 },
             )
             .map_err(|e| transaction_error(what, e))?;
@@ -220,7 +229,6 @@ impl Tx<'_> {
             (JobStatus::Scheduled, ..) => Some((self.due, keys::queue_timed(&j.queue, j.run_at, j.id))),
             (JobStatus::Running, Some(until), ..) => Some((self.lease, keys::timed(until, j.id).to_vec())),
             (JobStatus::Waiting, _, Some(at), _) => Some((self.wake, keys::queue_timed(&j.queue, at, j.id))),
-            (s, .., Some(at)) if s.is_terminal() => Some((self.finished, keys::finished(s, at, j.id).to_vec())),
             _ => None,
         }
     }
@@ -228,6 +236,9 @@ impl Tx<'_> {
     fn index(&self, j: &JobRecord) -> Result<(), TxError> {
         if let Some((tree, key)) = self.entry(j) {
             tree.insert(key, &[])?;
+        }
+        if let (true, Some(at)) = (j.status.is_terminal(), j.finished_at) {
+            self.finish(j.status, at, j.id)?;
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.insert(key.as_bytes(), &keys::id(j.id))?;
@@ -238,6 +249,9 @@ impl Tx<'_> {
     fn unindex(&self, j: &JobRecord) -> Result<(), TxError> {
         if let Some((tree, key)) = self.entry(j) {
             tree.remove(key)?;
+        }
+        if let (true, Some(at)) = (j.status.is_terminal(), j.finished_at) {
+            self.unfinish(j.status, at, j.id)?;
         }
         if let (true, Some(key)) = (j.status.is_live(), &j.unique_key) {
             self.unique.remove(key.as_bytes())?;

@@ -355,3 +355,26 @@ fn a_running_cap_holds_across_a_reopen_and_every_way_a_run_ends() {
     assert!(store.remove_limit(&durable_jobs_store::LimitScope::Queue("default".into())).unwrap());
     assert_eq!(claim_ids(&store, "w", 6, at(102)), [ids[0], ids[2]]);
 }
+
+/// The finished index lists the jobs that finish at one time in entries of up to 1,024 ids:
+/// purge still takes them oldest first, then by id, across entries.
+#[test]
+fn purge_reads_jobs_finished_at_one_time_across_index_entries_in_id_order() {
+    use durable_jobs_store::conformance::{at, claim_runs, commit, T0};
+    use durable_jobs_store::{JobStatus, PurgeRequest, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("jobs")).unwrap();
+    let ids = insert(&store, &vec![job("a"); 1100]);
+    let runs = claim_runs(&store, "w", 1100, T0);
+    let (early, late) = runs.split_at(1050);
+    commit(&store, "w", at(2), &late.iter().map(|r| Write::complete(*r, b"1".to_vec())).collect::<Vec<_>>());
+    commit(&store, "w", at(3), &early.iter().map(|r| Write::complete(*r, b"1".to_vec())).collect::<Vec<_>>());
+    let purge = |limit| store.purge(&PurgeRequest::new(JobStatus::Completed, at(9), limit)).unwrap();
+    assert_eq!(purge(60), 60, "the 50 finished first, then 10 of the others");
+    let left: Vec<_> = store.list(&JobFilter::new().limit(usize::MAX)).unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(left, ids[10..1050]);
+    assert_eq!(purge(1020), 1020, "across the entry of ids 1024 and up");
+    let left: Vec<_> = store.list(&JobFilter::new().limit(usize::MAX)).unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(left, ids[1030..1050]);
+    assert_eq!(purge(100), 20);
+}
