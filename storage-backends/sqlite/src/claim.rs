@@ -3,7 +3,9 @@
 //! Ready jobs sit in `dj_jobs_ready`, ordered per queue and name exactly as they are claimed,
 //! so a claim reads only jobs it can take: not-yet-due jobs are `scheduled` (another index)
 //! and jobs of names the worker cannot run are under other keys. Claiming across several
-//! queues or names merges the heads of their index ranges.
+//! queues or names merges the heads of their index ranges. A claim reads the paused queues and
+//! the limits in one statement; one that no limit covers takes jobs as if limits did not exist
+//! (`throttle.rs` has the rest).
 
 use durable_jobs_store::{window_end, window_of, ClaimRequest, Claimed, ClaimedJob, JobId, Timestamp};
 use rusqlite::{params, Connection};
@@ -25,7 +27,7 @@ macro_rules! take {
             ")
              RETURNING id, token, queue, name, args, attempt, max_attempts, priority, timeout_us, backoff_base_us,
                        backoff_max_us, EXISTS (SELECT 1 FROM dj_checkpoints WHERE job_id = dj_jobs.id),
-                       confirm_start, run_at, parent_id, parent_idx"
+                       confirm_start, run_at, parent_id, parent_idx, concurrency_key"
         )
     };
 }
@@ -43,6 +45,15 @@ const BEST: &str = best!();
 
 /// One queue and one name, nothing excluded, no limit: scan and update in one statement.
 const TAKE_BEST: &str = take!("0", best!());
+
+/// The same under limits that have room for the whole claim, `capped` if `?7`.
+const TAKE_BEST_CAPPED: &str = take!("?7", best!());
+
+/// A job a claim took, with the key its limits count it under.
+struct Taken {
+    job: ClaimedJob,
+    key: Option<String>,
+}
 
 /// The candidates of one queue and name, with their sort key.
 const CANDIDATES: &str =
@@ -140,33 +151,48 @@ pub(crate) fn claim(conn: &Connection, req: &ClaimRequest) -> rusqlite::Result<C
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
     let lease = (req.worker.as_str(), req.lease_until.0, req.now.0);
     let limits = throttle::covering(&config, &queues, &names);
+    let single = match (queues.as_slice(), names.as_slice()) {
+        ([queue], [name]) if req.exclude.is_empty() => Some((*queue, *name)),
+        _ => None,
+    };
     let mut rate_held = false;
-    let mut taken = if let ([queue], [name], true, true) =
-        (queues.as_slice(), names.as_slice(), req.exclude.is_empty(), limits.is_empty())
-    {
-        let mut stmt = conn.prepare_cached(TAKE_BEST)?;
-        // Stepped to the end, not `query_row`: a RETURNING statement reset before it is done
-        // stops WAL auto-checkpoints (PERFORMANCE.md, fact 2).
-        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, queue, name, limit])?)?;
-        taken
-    } else {
-        // Jobs a running cap covers are `capped`: counted by its index while they run.
-        let capped = limits.iter().any(|l| l.max_running.is_some());
-        let chosen = if limits.is_empty() {
-            choose(conn, req, &queues, &names)?
+    let mut taken = if limits.is_empty() {
+        if let Some((queue, name)) = single {
+            let mut stmt = conn.prepare_cached(TAKE_BEST)?;
+            // Stepped to the end, not `query_row`: a RETURNING statement reset before it is
+            // done stops WAL auto-checkpoints (PERFORMANCE.md, fact 2).
+            let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, queue, name, limit])?)?;
+            taken
         } else {
-            let chosen = throttle::choose(conn, req, limits, &queues, &names)?;
+            take_chosen(conn, req, &choose(conn, req, &queues, &names)?, 0)?
+        }
+    } else {
+        let mut counts = throttle::Counts::new(conn, limits, req.now);
+        let capped = counts.capped();
+        let taken = if counts.room_for(req.limit)? {
+            // No job can be held back: taken as without limits, then counted.
+            let taken = if let Some((queue, name)) = single {
+                let mut stmt = conn.prepare_cached(TAKE_BEST_CAPPED)?;
+                let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, queue, name, limit, capped])?)?;
+                taken
+            } else {
+                take_chosen(conn, req, &choose(conn, req, &queues, &names)?, capped)?
+            };
+            for t in &taken {
+                counts.take(&t.job.queue, &t.job.name, t.key.as_deref())?;
+            }
+            taken
+        } else {
+            let chosen = throttle::choose(&mut counts, req, &queues, &names)?;
             rate_held = chosen.rate_held;
-            chosen.ids
+            take_chosen(conn, req, &chosen.ids, capped)?
         };
-        let ids = serde_json::to_string(&chosen).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-        let mut stmt = conn.prepare_cached(TAKE_CHOSEN)?;
-        let taken = collect(stmt.query(params![lease.0, lease.1, lease.2, ids, capped])?)?;
+        counts.save()?;
         taken
     };
     // RETURNING has no order: restore the claim order.
-    taken.sort_by_key(|(run_at, job)| (std::cmp::Reverse(job.priority), *run_at, job.id));
-    let jobs: Vec<ClaimedJob> = taken.into_iter().map(|(_, job)| job).collect();
+    taken.sort_by_key(|t| (std::cmp::Reverse(t.job.priority), t.job.run_at, t.job.id));
+    let jobs: Vec<ClaimedJob> = taken.into_iter().map(|t| t.job).collect();
     let next_due = if jobs.len() < req.limit {
         let window_end = rate_held.then(|| window_end(window_of(req.now)));
         next_due_in(conn, &queues)?.into_iter().chain(window_end).min()
@@ -199,7 +225,7 @@ fn choose(conn: &Connection, req: &ClaimRequest, queues: &[&str], names: &[&str]
 }
 
 /// Reads the rows of a `take!` statement.
-fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<(i64, ClaimedJob)>> {
+fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<Taken>> {
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let mut job = ClaimedJob::new(
@@ -216,11 +242,19 @@ fn collect(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Vec<(i64, ClaimedJo
         job.retry_policy = rows::retry_policy(r.get(9)?, r.get(10)?);
         job.resumed = r.get(11)?;
         job.confirm_start = r.get(12)?;
-        job.parent = rows::child_of(r.get(14)?, r.get(15)?);
         job.run_at = Timestamp(r.get(13)?);
-        out.push((job.run_at.0, job));
+        job.parent = rows::child_of(r.get(14)?, r.get(15)?);
+        out.push(Taken { job, key: r.get(16)? });
     }
     Ok(out)
+}
+
+/// Takes the jobs `chosen` (ids), `capped` as given.
+fn take_chosen(conn: &Connection, req: &ClaimRequest, chosen: &[i64], capped: i64) -> rusqlite::Result<Vec<Taken>> {
+    let ids = serde_json::to_string(chosen).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let mut stmt = conn.prepare_cached(TAKE_CHOSEN)?;
+    let taken = collect(stmt.query(params![req.worker, req.lease_until.0, req.now.0, ids, capped])?)?;
+    Ok(taken)
 }
 
 #[cfg(test)]

@@ -176,12 +176,13 @@ const CONTROL: &str = "
         PRIMARY KEY (kind, scope, concurrency_key)
     ) WITHOUT ROWID;
     -- Running jobs a running cap counts, per queue or name and key. Only jobs claimed while a
-    -- cap covers them (or running when it was set) are `capped`: without caps, claims and
-    -- completions maintain no entry here. The key's own column makes the counts covering.
-    CREATE INDEX dj_jobs_capped_queue ON dj_jobs (queue, COALESCE(concurrency_key, ''), concurrency_key)
-        WHERE status = 'running' AND capped = 1;
-    CREATE INDEX dj_jobs_capped_name ON dj_jobs (name, COALESCE(concurrency_key, ''), concurrency_key)
-        WHERE status = 'running' AND capped = 1;";
+    -- cap of their queue (capped bit 1) or name (bit 2) covers them, or running when it was
+    -- set, have an entry: without caps, claims and completions maintain none. The last two
+    -- columns make the counts covering.
+    CREATE INDEX dj_jobs_capped_queue ON dj_jobs (queue, COALESCE(concurrency_key, ''), concurrency_key, capped)
+        WHERE status = 'running' AND capped IN (1, 3);
+    CREATE INDEX dj_jobs_capped_name ON dj_jobs (name, COALESCE(concurrency_key, ''), concurrency_key, capped)
+        WHERE status = 'running' AND capped IN (2, 3);";
 
 /// Names version 3 added: a database of an older version that has one was not made by us.
 const ADDED_IN_3: &[&str] = &["dj_signals", "dj_signals_job", "dj_jobs_parent"];
