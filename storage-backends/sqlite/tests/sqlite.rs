@@ -283,8 +283,8 @@ fn a_schema_2_database_is_upgraded_in_place_and_finishes_its_jobs() {
 fn a_schema_3_database_is_upgraded_in_place_and_finishes_its_jobs() {
     use durable_jobs_store::conformance::{release_2_fixture_finished, release_2_fixture_runs};
     use durable_jobs_store::{
-        Checkpoint, ChildOf, ChildrenWait, ClaimRequest, FanIn, JobFilter, PurgeRequest, SignalId, SignalOutcome,
-        Timestamp,
+        Checkpoint, ChildOf, ChildrenWait, ClaimRequest, Enqueued, FanIn, FireOutcome, JobFilter, Limit, NewJob,
+        PurgeRequest, ScheduleRecord, SignalId, SignalOutcome, Timestamp,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
@@ -341,6 +341,16 @@ fn a_schema_3_database_is_upgraded_in_place_and_finishes_its_jobs() {
     let left: Vec<JobId> = store.list(&JobFilter::new()).unwrap().iter().map(|j| j.id).collect();
     assert_eq!(left, [JobId(2), JobId(3), JobId(6)]);
     assert!(store.checkpoints(JobId(4), 0, 10).unwrap().is_empty());
+    // Schedules and limits, on the upgraded file.
+    store.put_schedule(&ScheduleRecord::new("nightly", "every 1d", b"{}".to_vec(), secs(7), secs(6))).unwrap();
+    let job = NewJob::new("mail", "a", b"{}".to_vec(), secs(7)).concurrency_key("t1");
+    let fired = store.fire("nightly", secs(7), secs(86_407), &job, secs(7)).unwrap();
+    assert_eq!(fired, FireOutcome::Fired(Enqueued::New(JobId(14))), "ids go on");
+    assert_eq!(store.fire("nightly", secs(7), secs(86_407), &job, secs(8)).unwrap(), FireOutcome::Moved);
+    store.set_limit(&Limit::name("a").max_running(1).by_key(true)).unwrap();
+    let req = ClaimRequest::new("new", secs(9), secs(30)).queues(["mail"]).names(["a"]).limit(5);
+    assert_eq!(store.claim(&req).unwrap().jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [JobId(14)]);
+    assert_eq!(store.get(JobId(14)).unwrap().unwrap().concurrency_key.as_deref(), Some("t1"));
     store.check_integrity().unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
