@@ -14,8 +14,10 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let mut unreadable = HashSet::new();
     loop {
         let seen = *shared.schedule_bell.lock();
-        let wait = fire_due(shared, &mut unreadable);
-        let deadline = shared.clock().monotonic().saturating_add(wait);
+        // The deadline counts from the clock reading the due times were compared with: time
+        // that passed during the fires must not push it later.
+        let read_at = shared.clock().monotonic();
+        let deadline = read_at.saturating_add(fire_due(shared, &mut unreadable));
         let mut bell = shared.schedule_bell.lock();
         shared.schedule_bell.wait_until(shared.clock(), &mut bell, Some(deadline), |n| *n != seen);
         drop(bell);
@@ -25,8 +27,8 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     }
 }
 
-/// Fires every due schedule; returns how long to sleep: until the next due time, and at most
-/// the poll interval (other processes add and change schedules).
+/// Fires every due schedule; returns how long to sleep, from when it started: until the next
+/// due time, and at most the poll interval (other processes add and change schedules).
 fn fire_due(shared: &WorkerShared, unreadable: &mut HashSet<String>) -> Duration {
     let poll = shared.poll_interval;
     let store = &shared.queue.store;

@@ -95,7 +95,10 @@ pub fn a_fail_fast_fan_out_stops_at_the_first_failure(db: &dyn Backend) {
     assert_eq!(ran + cancelled, 100, "each child either ran once or was cancelled");
     assert!(cancelled > 0, "the failure decided early: {ran} ran");
     assert!(kids.iter().all(|k| k.status.is_terminal()), "nothing left to run");
-    assert_eq!(failures.iter().filter(|f| *f == "cancelled").count(), cancelled);
+    // A child running (or prefetched) at the decision is reported `running` and asked to stop:
+    // it ends cancelled, or completed if it finished first.
+    let reported = |status: &str| failures.iter().filter(|f| *f == status).count();
+    assert!(reported("cancelled") <= cancelled && cancelled <= reported("cancelled") + reported("running"));
 }
 
 /// Threshold(0.5): decided once 50 children have completed (part 13 failing does not stop

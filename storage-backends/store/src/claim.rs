@@ -186,8 +186,9 @@ pub struct Claimed {
     /// The claimed jobs, in claim order.
     pub jobs: Vec<ClaimedJob>,
     /// When fewer than the limit were claimed: the earliest time a job of the requested queues
-    /// becomes due (a scheduled job's `run_at`, a waiting job's `wake_at`), if any. `None` when
-    /// the limit was reached.
+    /// becomes due (a scheduled job's `run_at`, a waiting job's `wake_at`), or the end of the
+    /// current one-second window if a rate limit held a job back, if any. `None` when the limit
+    /// was reached.
     pub next_due: Option<Timestamp>,
 }
 

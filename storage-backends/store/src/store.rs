@@ -314,7 +314,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage is busy, full or failing.
     fn set_limit(&self, limit: &Limit) -> Result<(), StoreError>;
 
-    /// Removes the limit of `scope`; `true` if there was one.
+    /// Removes the limit of `scope`; `true` if there was one. Its window counts are kept (a
+    /// limit set again within the same window goes on counting).
     ///
     /// Repeat: `false`.
     ///
