@@ -331,8 +331,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A retryable error if the storage fails.
     fn limits(&self) -> Result<Vec<Limit>, StoreError>;
 
-    /// Stores `schedule`, replacing the one of the same name: its `spec`, `template`,
-    /// `next_fire` and `updated_at` are taken from `schedule`; a replaced schedule keeps its
+    /// Stores `schedule` as given if no schedule has its name; otherwise replaces that one's
+    /// `spec`, `template`, `next_fire` and `updated_at` with `schedule`'s, keeping its
     /// `created_at`, `last_fire` and `last_job`.
     ///
     /// Repeat: idempotent.
