@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_jobs::{JobContext, JobOptions, Queue, Retention, Store};
+use durable_jobs::{JobContext, JobOptions, Queue, Store};
 
 const JOBS: usize = 100_000;
 
@@ -112,7 +112,8 @@ fn a_million_jobs_pass_through_a_bounded_table() {
             Ok(())
         })
         .unwrap();
-    let retention = Retention::default().completed(Duration::from_secs(1)).every(Duration::from_millis(250));
+    let retention =
+        durable_jobs::Retention::default().completed(Duration::from_secs(1)).every(Duration::from_millis(250));
     let worker = queue.worker().concurrency(4).retention(retention).start().unwrap();
     let (started, mut most_rows) = (Instant::now(), 0);
     for batch in 0..MILLION / 1000 {
