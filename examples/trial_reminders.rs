@@ -75,7 +75,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         if stop.requested() {
-            println!("\nInterrupted: stopping gracefully; the sleeping trials wake in the next run");
+            println!("\nInterrupted: stopping gracefully (the trials still asleep stay in the database)");
             worker.shutdown();
             return Ok(());
         }

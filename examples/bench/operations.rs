@@ -9,9 +9,8 @@ use durable_jobs::{JobOptions, Limit, Queue, Retention, Schedule, WorkerBuilder}
 
 use super::{progress, row, Bench, Res, Row};
 
-/// Everything of issue 11 switched on: a schedule firing every second (a job the worker runs
-/// too, so that the drain ends), limits far above the workload on the queue and the names,
-/// retention deleting what finished more than a second ago.
+/// A schedule firing every second (a job the worker runs too, so that the drain ends) and
+/// limits far above the workload on the queue and the names; retention is the worker's part.
 fn switch_on(queue: &Queue) -> Res<()> {
     queue.schedule("tick", Schedule::every(Duration::from_secs(1)), "noop", "tick", JobOptions::new())?;
     queue.set_limit(Limit::queue("default").per_second(10_000_000).max_running(100_000))?;

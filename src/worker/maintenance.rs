@@ -15,6 +15,9 @@ use crate::failure::Failure;
 use crate::observability::{self, QueueDepth, RunEnd};
 use crate::Error;
 
+/// How often limits set by other processes are looked for.
+const LIMITS_EVERY: Duration = Duration::from_secs(5);
+
 /// Jobs recovered per store call: each call is one short transaction.
 const REAP_BATCH: usize = 500;
 
@@ -27,6 +30,7 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
     let reap_every = (shared.lease / 2).min(Duration::from_secs(1));
     let now = shared.clock().monotonic();
     let (mut next_reap, mut next_name_check) = (now, now.saturating_add(reap_every));
+    let mut next_limits = now.saturating_add(LIMITS_EVERY);
     let mut next_retention = now.saturating_add(shared.retention.interval().min(Duration::from_secs(1)));
     let mut last_name_check = now;
     let mut next_depth = shared.queue_depth_every.map(|every| now.saturating_add(every));
@@ -44,16 +48,20 @@ pub(crate) fn run(shared: &Arc<WorkerShared>) {
         }
         let now = shared.clock().monotonic();
         give_up_overruns(shared, now);
-        if now >= next_reap {
+        if now >= next_limits {
             // Limits set by another process: whether runs that end should wake the dispatcher.
             shared.refresh_limits();
+            next_limits = now.saturating_add(LIMITS_EVERY);
+        }
+        if now >= next_reap {
             reap(shared, &mut clock);
             next_reap = now.saturating_add(reap_every);
         }
         if now >= next_retention {
+            // Behind (a round ended on a full batch): the next round comes at once, after the
+            // other duties, so deleting keeps up with jobs finishing.
             let more = retention::round(shared, &shared.retention);
-            let every = shared.retention.interval();
-            next_retention = now.saturating_add(if more { every.min(Duration::from_secs(1)) } else { every });
+            next_retention = if more { now } else { now.saturating_add(shared.retention.interval()) };
         }
         // Both read every job's status: one read serves both when both are due.
         let mut counts = None;

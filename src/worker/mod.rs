@@ -71,9 +71,12 @@ pub(crate) struct WorkerShared {
     stopping: AtomicBool,
     /// Set at shutdown: the heartbeat and maintenance threads end.
     internal_stop: Arc<Waitable<bool>>,
-    /// Set while the store has a limit on running jobs: every run that ends may let a held
-    /// job go, so it wakes the dispatcher.
+    /// Set while the store has a limit on running jobs: then, while the last claim was short
+    /// (it may have left jobs held back), every run that ends may let one go and wakes the
+    /// dispatcher.
     capped: AtomicBool,
+    /// Whether the dispatcher's last claim took fewer jobs than it asked for.
+    short_claim: AtomicBool,
     /// Bumped when schedules change in this process, and at shutdown: wakes the scheduler.
     schedule_bell: Arc<Waitable<u64>>,
     health: Health,
@@ -128,7 +131,8 @@ impl WorkerShared {
         for claim in claims {
             self.held.remove(claim);
         }
-        if self.capped.load(Ordering::Relaxed) || self.held.len() <= self.pace.capacity() / 2 {
+        let held_back = self.capped.load(Ordering::Relaxed) && self.short_claim.load(Ordering::Relaxed);
+        if held_back || self.held.len() <= self.pace.capacity() / 2 {
             self.doorbell.ring();
         }
     }
