@@ -219,7 +219,6 @@ impl WorkerBuilder {
             stopping: AtomicBool::new(false),
             internal_stop: Waitable::new(&*clock, false),
             capped: AtomicBool::new(false),
-            short_claim: AtomicBool::new(false),
             schedule_bell: Waitable::new(&*clock, 0),
             health: Health::new(&*clock),
             pool: Pool {

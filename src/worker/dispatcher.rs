@@ -29,9 +29,6 @@ pub(crate) fn run(shared: &Arc<WorkerShared>, jobs: &Sender<Dispatched>) {
                 }
                 error_pause = Duration::ZERO;
                 let full = claimed.jobs.len() == free;
-                // A full claim will be followed by another; only a short one may leave jobs
-                // that a cap holds back, which a run's end lets go (see `let_go`).
-                shared.short_claim.store(!full, std::sync::atomic::Ordering::Relaxed);
                 if let Some(due) = claimed.next_due {
                     shared.doorbell.ring_at(due);
                 }

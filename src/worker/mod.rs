@@ -71,12 +71,10 @@ pub(crate) struct WorkerShared {
     stopping: AtomicBool,
     /// Set at shutdown: the heartbeat and maintenance threads end.
     internal_stop: Arc<Waitable<bool>>,
-    /// Set while the store has a limit on running jobs: then, while the last claim was short
-    /// (it may have left jobs held back), every run that ends may let one go and wakes the
-    /// dispatcher.
+    /// Set while the store has a limit on running jobs: every run that ends may let a held
+    /// job go, so it wakes the dispatcher (the committer lets go of a batch at a time, so this
+    /// is a ring per commit, not per job).
     capped: AtomicBool,
-    /// Whether the dispatcher's last claim took fewer jobs than it asked for.
-    short_claim: AtomicBool,
     /// Bumped when schedules change in this process, and at shutdown: wakes the scheduler.
     schedule_bell: Arc<Waitable<u64>>,
     health: Health,
@@ -131,8 +129,7 @@ impl WorkerShared {
         for claim in claims {
             self.held.remove(claim);
         }
-        let held_back = self.capped.load(Ordering::Relaxed) && self.short_claim.load(Ordering::Relaxed);
-        if held_back || self.held.len() <= self.pace.capacity() / 2 {
+        if self.capped.load(Ordering::Relaxed) || self.held.len() <= self.pace.capacity() / 2 {
             self.doorbell.ring();
         }
     }

@@ -83,4 +83,49 @@ pub fn a_running_cap_per_key_serializes_each_tenant(db: &dyn Backend) {
     assert!(matches!(bad, Err(Error::InvalidName { .. })), "{bad:?}");
 }
 
-crate::backend_tests!(a_rate_limit_spreads_claims_over_windows, a_running_cap_per_key_serializes_each_tenant);
+/// The end of a capped run wakes the dispatcher even while most slots stay busy (no
+/// half-capacity ring): three long uncapped jobs hold three of four slots while capped jobs
+/// run one at a time; with an hour-long poll interval, each capped job starts when the
+/// previous one ends.
+pub fn a_capped_run_ending_lets_the_next_go_while_slots_stay_busy(db: &dyn Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let queue = db.queue();
+    let (ledger, release) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+    let r = release.clone();
+    queue
+        .register("long", move |_: &JobContext, (): ()| -> Result<(), Error> {
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let l = ledger.clone();
+    queue
+        .register("capped", move |ctx: &JobContext, (): ()| -> Result<(), Error> {
+            l.record(format!("ran {}", ctx.id()));
+            Ok(())
+        })
+        .unwrap();
+    queue.set_limit(Limit::name("capped").max_running(1)).unwrap();
+    let long = queue.enqueue_batch("long", &[(); 3], JobOptions::new()).unwrap();
+    let capped = queue.enqueue_batch("capped", &[(); 3], JobOptions::new()).unwrap();
+    let worker = queue.worker().concurrency(4).prefetch(0).poll_interval(Duration::from_secs(3600)).start().unwrap();
+    for id in &capped {
+        assert_eq!(queue.wait(*id, PATIENCE).unwrap().status, JobStatus::Completed);
+    }
+    assert!(long.iter().all(|id| queue.job(*id).unwrap().unwrap().status == JobStatus::Running), "slots stayed busy");
+    release.store(true, Ordering::SeqCst);
+    for id in &long {
+        queue.wait(*id, PATIENCE).unwrap();
+    }
+    worker.shutdown();
+    assert_eq!(ledger.entries().len(), 3);
+}
+
+crate::backend_tests!(
+    a_rate_limit_spreads_claims_over_windows,
+    a_running_cap_per_key_serializes_each_tenant,
+    a_capped_run_ending_lets_the_next_go_while_slots_stay_busy,
+);
